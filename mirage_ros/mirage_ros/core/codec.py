@@ -1,0 +1,457 @@
+"""The learned latent codec: rgb -> latent map (encoder), latent map -> rgb + confidence (decoder).
+
+Both nets are fully convolutional, so any resolution works (inputs are padded to a multiple of the
+stride internally and cropped back). The latent grid is pixel-aligned with the image: latent cell
+(i, j) summarises pixels [s*i, s*i+s) x [s*j, s*j+s), which is exactly the grid that
+``geometry.scale_intrinsics(K, 1/s, 1/s)`` describes.
+
+Each net has a *linear path* (space-to-depth -> 1x1 conv, and its transpose) that is initialised
+from a PCA of image patches before training, plus a small non-linear residual body whose last layer
+starts at zero; the decoder's body is a two-level U-Net on the latent grid with a masked global
+context, so it can fill holes (imagination) and report a per-pixel confidence.
+
+Weights are safetensors files with a JSON sidecar; :func:`load_codec` refuses missing, corrupt,
+oversized or mismatched files with :class:`CodecError` and never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from mirage_ros.core.errors import CodecError, ConfigError, ShapeError
+from torch import Tensor, nn
+
+__all__ = [
+    "CODEC_FORMAT_VERSION",
+    "DEFAULT_WEIGHTS",
+    "MAX_WEIGHTS_BYTES",
+    "Codec",
+    "CodecConfig",
+    "load_codec",
+    "save_codec",
+    "sidecar_path",
+]
+
+CODEC_FORMAT_VERSION = 1
+#: refuse weights files larger than this (the shipped default is far smaller)
+MAX_WEIGHTS_BYTES = 256 * 1024 * 1024
+#: the weights shipped inside the package
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "codec_default.safetensors"
+
+
+def _resolve_device(name: str | torch.device) -> torch.device:
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {name!r} (use 'auto', 'cpu' or 'cuda[:N]')") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available")
+    return dev
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """Architecture of the codec (stored in every weights file)."""
+
+    latent_channels: int = 16
+    """C: latent channels per cell (the memory stores C numbers per voxel)."""
+    stride: int = 4
+    """s: pixels per latent cell along each axis (a power of two)."""
+    encoder_width: int = 48
+    """Channels of the encoder's residual body (on the latent grid)."""
+    width: int = 48
+    """Channels of the decoder body at the latent grid resolution."""
+    inner_width: int = 64
+    """Channels of the decoder body at 1/2 and 1/4 of the latent grid."""
+    head_channels: int = 8
+    """Channels of the full-resolution refinement after the pixel shuffle."""
+    max_depth_m: float = 10.0
+    """Depth normalisation: the decoder sees log(1+d)/log(1+max_depth_m), 0 where unknown."""
+
+    def __post_init__(self) -> None:
+        ints = {
+            "latent_channels": self.latent_channels,
+            "encoder_width": self.encoder_width,
+            "width": self.width,
+            "inner_width": self.inner_width,
+            "head_channels": self.head_channels,
+        }
+        for name, value in ints.items():
+            if not isinstance(value, int) or not 1 <= value <= 1024:
+                raise ConfigError(f"CodecConfig.{name} must be an int in [1, 1024], got {value!r}")
+        if self.stride not in (1, 2, 4, 8, 16):
+            raise ConfigError(f"CodecConfig.stride must be 1, 2, 4, 8 or 16, got {self.stride!r}")
+        if not (math.isfinite(self.max_depth_m) and self.max_depth_m > 0):
+            raise ConfigError(f"CodecConfig.max_depth_m must be > 0, got {self.max_depth_m!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CodecConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise CodecError(f"unknown codec architecture fields {unknown}")
+        try:
+            return cls(**data)
+        except (TypeError, ConfigError) as exc:
+            raise CodecError(f"invalid codec architecture: {exc}") from exc
+
+
+def _bias(layer: nn.Conv2d) -> Tensor:
+    assert layer.bias is not None
+    return layer.bias
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, channels: int, dilation: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=dilation, dilation=dilation)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = x + self.conv2(F.gelu(self.conv1(x)))
+        return out
+
+
+class Encoder(nn.Module):
+    """rgb (B,3,H,W) in [0,1], H and W multiples of s -> latents (B,C,H/s,W/s)."""
+
+    def __init__(self, cfg: CodecConfig) -> None:
+        super().__init__()
+        patch = 3 * cfg.stride * cfg.stride
+        self.stride = cfg.stride
+        self.linear = nn.Conv2d(patch, cfg.latent_channels, 1)
+        self.body_in = nn.Conv2d(patch, cfg.encoder_width, 3, padding=1)
+        self.body = _ResBlock(cfg.encoder_width)
+        self.body_out = nn.Conv2d(cfg.encoder_width, cfg.latent_channels, 1)
+        nn.init.zeros_(self.body_out.weight)
+        nn.init.zeros_(_bias(self.body_out))
+
+    def forward(self, rgb: Tensor) -> Tensor:
+        x = F.pixel_unshuffle(rgb, self.stride)
+        out: Tensor = self.linear(x) + self.body_out(self.body(F.gelu(self.body_in(x))))
+        return out
+
+
+class Decoder(nn.Module):
+    """latents + coverage + depth on the latent grid (sizes multiples of 4) -> rgb, conf logits."""
+
+    def __init__(self, cfg: CodecConfig) -> None:
+        super().__init__()
+        c, w, iw, s = cfg.latent_channels, cfg.width, cfg.inner_width, cfg.stride
+        self.stride = s
+        self.linear = nn.Conv2d(c, 3 * s * s, 1)  # transpose of the encoder's linear path
+        self.inp = nn.Conv2d(c + 2, w, 3, padding=1)
+        self.down1 = nn.Conv2d(w, iw, 3, stride=2, padding=1)
+        self.block1 = _ResBlock(iw)
+        self.down2 = nn.Conv2d(iw, iw, 3, stride=2, padding=1)
+        self.block2a = _ResBlock(iw, dilation=2)
+        self.block2b = _ResBlock(iw, dilation=4)
+        self.context = nn.Linear(iw, iw)
+        self.up2 = nn.Conv2d(iw, iw, 1)
+        self.up1 = nn.Conv2d(iw, w, 1)
+        self.block0 = _ResBlock(w)
+        self.head = nn.Conv2d(w, cfg.head_channels * s * s, 1)
+        hc = cfg.head_channels
+        self.refine1 = nn.Conv2d(hc, hc, 3, padding=1)
+        self.refine2 = nn.Conv2d(hc, 4, 3, padding=1)
+        nn.init.zeros_(self.refine2.weight)
+        nn.init.zeros_(_bias(self.refine2))
+
+    def forward(
+        self, latents: Tensor, coverage: Tensor, depth_feat: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        cov = coverage.to(latents.dtype)
+        z = latents * cov
+        base = F.pixel_shuffle(self.linear(z), self.stride)
+        x0 = F.gelu(self.inp(torch.cat([z, cov, depth_feat], dim=1)))
+        x1 = self.block1(F.gelu(self.down1(x0)))
+        x2 = F.gelu(self.down2(x1))
+        # masked global context: mean of features over covered cells, broadcast everywhere
+        cov2 = F.adaptive_max_pool2d(cov, x2.shape[-2:])
+        denom = cov2.sum(dim=(2, 3)).clamp_min(1.0)
+        ctx = (x2 * cov2).sum(dim=(2, 3)) / denom
+        x2 = x2 + self.context(ctx)[:, :, None, None]
+        x2 = self.block2b(self.block2a(x2))
+        x1 = x1 + self.up2(F.interpolate(x2, size=x1.shape[-2:], mode="nearest"))
+        x0 = x0 + self.up1(F.interpolate(F.gelu(x1), size=x0.shape[-2:], mode="nearest"))
+        x0 = self.block0(x0)
+        h = F.pixel_shuffle(self.head(F.gelu(x0)), self.stride)
+        out = self.refine2(F.gelu(self.refine1(F.gelu(h))))
+        cov_full = F.interpolate(cov, scale_factor=self.stride, mode="nearest")
+        rgb = base * cov_full + out[:, :3]
+        return rgb, out[:, 3:4]
+
+
+def _pad_to(x: Tensor, multiple: int) -> Tensor:
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x
+    return F.pad(x, (0, pw, 0, ph), mode="replicate")
+
+
+class Codec(nn.Module):
+    """Encoder + decoder with a stable ``codec_id`` derived from the weights."""
+
+    def __init__(self, config: CodecConfig | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else CodecConfig()
+        self.encoder = Encoder(self.config)
+        self.decoder = Decoder(self.config)
+        self._codec_id: str | None = None
+
+    @property
+    def codec_id(self) -> str:
+        """'mirage-codec-v1-<sha256[:12] of the weights>' (recomputed after training changes)."""
+        if self._codec_id is None or self.training:
+            self._codec_id = f"mirage-codec-v{CODEC_FORMAT_VERSION}-{weights_digest(self)[:12]}"
+        return self._codec_id
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int]:
+        s = self.config.stride
+        return -(-height // s), -(-width // s)
+
+    def encode(self, rgb: Tensor) -> Tensor:
+        """rgb: (B,3,H,W) float in [0,1] -> latents (B,C,ceil(H/s),ceil(W/s)) float32."""
+        if rgb.ndim != 4 or rgb.shape[1] != 3 or rgb.shape[2] < 1 or rgb.shape[3] < 1:
+            raise ShapeError(f"encode expects rgb (B,3,H,W), got {tuple(rgb.shape)}")
+        if not rgb.is_floating_point():
+            raise ShapeError(f"encode expects float rgb in [0,1], got dtype {rgb.dtype}")
+        dev = next(self.parameters()).device
+        x = _pad_to(rgb.to(device=dev, dtype=torch.float32), self.config.stride)
+        z: Tensor = self.encoder(x)
+        return z
+
+    def decode(
+        self,
+        latents: Tensor,
+        coverage: Tensor,
+        depth_m: Tensor,
+        out_height: int,
+        out_width: int,
+    ) -> tuple[Tensor, Tensor]:
+        """Latent map -> image and confidence.
+
+        latents: (B,C,h,w) float; coverage: (B,h,w) bool; depth_m: (B,h,w) metres, NaN/0 unknown;
+        (out_height, out_width) with ceil(out/s) or floor(out/s) equal to (h, w).
+        Returns rgb (B,3,out_height,out_width) in [0,1] and confidence (B,1,out_height,out_width)
+        in [0,1].
+        """
+        rgb, logit = self.decode_logits(latents, coverage, depth_m, out_height, out_width)
+        return rgb.clamp(0.0, 1.0), torch.sigmoid(logit)
+
+    def decode_logits(
+        self,
+        latents: Tensor,
+        coverage: Tensor,
+        depth_m: Tensor,
+        out_height: int,
+        out_width: int,
+    ) -> tuple[Tensor, Tensor]:
+        """Like :meth:`decode` but rgb is unclamped and confidence is a logit (for training)."""
+        cfg = self.config
+        if latents.ndim != 4 or latents.shape[1] != cfg.latent_channels:
+            raise ShapeError(
+                f"decode expects latents (B,{cfg.latent_channels},h,w), got {tuple(latents.shape)}"
+            )
+        b, _, h, w = latents.shape
+        if tuple(coverage.shape) != (b, h, w) or tuple(depth_m.shape) != (b, h, w):
+            raise ShapeError(
+                f"decode expects coverage and depth_m of shape {(b, h, w)}, got "
+                f"{tuple(coverage.shape)} and {tuple(depth_m.shape)}"
+            )
+        s = cfg.stride
+        ok_h = h in (-(-out_height // s), out_height // s)
+        ok_w = w in (-(-out_width // s), out_width // s)
+        if out_height < 1 or out_width < 1 or not (ok_h and ok_w):
+            raise ShapeError(
+                f"latent grid {h}x{w} does not match output {out_height}x{out_width} at stride {s}"
+            )
+        dev = next(self.parameters()).device
+        z = latents.to(device=dev, dtype=torch.float32)
+        cov = coverage.to(device=dev).bool()
+        d = depth_m.to(device=dev, dtype=torch.float32)
+        valid = cov & torch.isfinite(d) & (d > 0)
+        z = torch.where(cov[:, None], torch.nan_to_num(z), torch.zeros_like(z))
+        dfeat = torch.log1p(d.clamp(0.0, cfg.max_depth_m)) / math.log1p(cfg.max_depth_m)
+        dfeat = torch.where(valid, dfeat, torch.zeros_like(dfeat))
+        z4 = _pad_to(z, 4)
+        c4 = _pad_to(cov[:, None].float(), 4)
+        d4 = _pad_to(dfeat[:, None], 4)
+        rgb, logit = self.decoder(z4, c4, d4)
+        rgb, logit = rgb[:, :, : h * s, : w * s], logit[:, :, : h * s, : w * s]
+        if h * s < out_height or w * s < out_width:
+            pad = (0, max(0, out_width - w * s), 0, max(0, out_height - h * s))
+            rgb, logit = F.pad(rgb, pad, mode="replicate"), F.pad(logit, pad, mode="replicate")
+        return rgb[:, :, :out_height, :out_width], logit[:, :, :out_height, :out_width]
+
+    def preview_rgb(self, latents: Tensor) -> Tensor:
+        """Cheap per-voxel colour: latents (N,C) -> (N,3) in [0,1] (mean of the linear decode)."""
+        if latents.ndim != 2 or latents.shape[1] != self.config.latent_channels:
+            raise ShapeError(
+                f"preview_rgb expects (N,{self.config.latent_channels}), got {tuple(latents.shape)}"
+            )
+        lin = self.decoder.linear
+        s2 = self.config.stride**2
+        weight = lin.weight.detach()[:, :, 0, 0].reshape(3, s2, -1).mean(dim=1)  # (3,C)
+        bias = _bias(lin).detach().reshape(3, s2).mean(dim=1)
+        z = latents.to(device=weight.device, dtype=torch.float32)
+        return (z @ weight.T + bias).clamp(0.0, 1.0)
+
+    @torch.no_grad()
+    def init_linear_from_pca(self, rgb: Tensor) -> None:
+        """Initialise both linear paths from a PCA of the s x s patches of rgb (B,3,H,W)."""
+        s, c = self.config.stride, self.config.latent_channels
+        x = F.pixel_unshuffle(_pad_to(rgb.float(), s), s)  # (B,3s²,h,w)
+        patches = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1]).to(torch.float64)
+        mean = patches.mean(dim=0)
+        cov = torch.cov((patches - mean).T)
+        _, vecs = torch.linalg.eigh(cov)  # ascending eigenvalues
+        basis = vecs[:, -c:].flip(1) if c <= vecs.shape[1] else vecs.flip(1)
+        n = basis.shape[1]
+        dev = self.encoder.linear.weight.device
+        w_enc = torch.zeros(c, x.shape[1], dtype=torch.float64)
+        w_enc[:n] = basis.T
+        self.encoder.linear.weight.copy_(w_enc[:, :, None, None].to(dev))
+        _bias(self.encoder.linear).copy_((-(w_enc @ mean)).to(dev))
+        self.decoder.linear.weight.copy_(w_enc.T[:, :, None, None].to(dev))
+        _bias(self.decoder.linear).copy_(mean.to(dev))
+
+
+def weights_digest(model: nn.Module) -> str:
+    """SHA-256 over the tensors (sorted names, dtype, shape, bytes), independent of metadata."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """The JSON sidecar next to a weights file: ``x.safetensors`` -> ``x.json``."""
+    return Path(path).with_suffix(".json")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_codec(codec: Codec, path: str | Path, sidecar: dict[str, Any] | None = None) -> None:
+    """Write codec weights (safetensors, architecture in its metadata) + JSON sidecar, atomically.
+
+    ``sidecar`` holds free-form provenance (training data, steps, metrics); the architecture,
+    format version and codec id are added (and override any same-named keys).
+    """
+    from safetensors.torch import save as st_save
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in codec.state_dict().items()}
+    codec_id = f"mirage-codec-v{CODEC_FORMAT_VERSION}-{weights_digest(codec)[:12]}"
+    arch = json.dumps(codec.config.to_dict(), sort_keys=True)
+    meta = {"format": "mirage-codec", "format_version": str(CODEC_FORMAT_VERSION)}
+    meta |= {"architecture": arch, "codec_id": codec_id}
+    _atomic_write(path, st_save(tensors, metadata=meta))
+    info = dict(sidecar or {})
+    info |= {"format": "mirage-codec", "format_version": CODEC_FORMAT_VERSION}
+    info |= {"architecture": codec.config.to_dict(), "codec_id": codec_id}
+    info["weights_file"] = path.name
+    text = json.dumps(info, indent=2, sort_keys=True) + "\n"
+    _atomic_write(sidecar_path(path), text.encode())
+
+
+def _read_header(path: Path) -> dict[str, Any]:
+    size = path.stat().st_size
+    if size > MAX_WEIGHTS_BYTES:
+        raise CodecError(f"weights file {path} is {size} bytes, over the {MAX_WEIGHTS_BYTES} limit")
+    with path.open("rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise CodecError(f"weights file {path} is truncated ({size} bytes)")
+        n = int.from_bytes(head, "little")
+        if n <= 0 or n > min(size - 8, 16 * 1024 * 1024):
+            raise CodecError(f"weights file {path} has a corrupt header (length {n})")
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CodecError(f"weights file {path} has a corrupt header: {exc}") from exc
+    if not isinstance(header, dict):
+        raise CodecError(f"weights file {path} has a corrupt header")
+    return header
+
+
+def load_codec(path: str | Path | None = None, device: str | torch.device = "auto") -> Codec:
+    """Load a codec from safetensors weights (None = the shipped default), in eval mode."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    p = Path(path) if path is not None else DEFAULT_WEIGHTS
+    if not p.is_file():
+        raise CodecError(f"codec weights not found: {p}")
+    meta = _read_header(p).get("__metadata__") or {}
+    if meta.get("format") != "mirage-codec":
+        raise CodecError(f"{p} is not a mirage codec weights file")
+    if meta.get("format_version") != str(CODEC_FORMAT_VERSION):
+        raise CodecError(
+            f"{p} has codec format version {meta.get('format_version')!r}; "
+            f"this mirage_ros reads version {CODEC_FORMAT_VERSION}"
+        )
+    try:
+        arch = json.loads(meta.get("architecture", ""))
+    except json.JSONDecodeError as exc:
+        raise CodecError(f"{p} has an unreadable architecture: {exc}") from exc
+    if not isinstance(arch, dict):
+        raise CodecError(f"{p} has an unreadable architecture")
+    config = CodecConfig.from_dict(arch)
+    side = sidecar_path(p)
+    if side.is_file():
+        try:
+            info = json.loads(side.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CodecError(f"sidecar {side} is unreadable: {exc}") from exc
+        if not isinstance(info, dict) or info.get("architecture") != config.to_dict():
+            raise CodecError(f"sidecar {side} describes another architecture than {p.name}")
+    try:
+        tensors = load_file(str(p), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CodecError(f"weights file {p} is corrupt: {exc}") from exc
+    codec = Codec(config)
+    expected = {k: tuple(v.shape) for k, v in codec.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in tensors.items()}
+    if expected != got:
+        diff = sorted(set(expected.items()) ^ set(got.items()))[:4]
+        raise CodecError(f"weights in {p} do not match the architecture (first differences {diff})")
+    if any(not torch.isfinite(t).all() for t in tensors.values()):
+        raise CodecError(f"weights in {p} contain NaN or inf")
+    codec.load_state_dict(tensors)
+    codec.eval()
+    if meta.get("codec_id") != codec.codec_id:
+        raise CodecError(f"weights in {p} fail their checksum (corrupted file?)")
+    return codec.to(_resolve_device(device))
