@@ -1,0 +1,35 @@
+"""mirage_ros.core: the latent spatial memory, its geometry and config (torch + numpy only).
+
+Never imports ROS. Public API: see ``__all__``.
+"""
+
+from __future__ import annotations
+
+from mirage_ros.core.config import MemoryConfig, resolve_device
+from mirage_ros.core.geometry import (
+    depth_at_stride,
+    invert_pose,
+    project,
+    scale_intrinsics,
+    transform_points,
+    unproject,
+    validate_intrinsics,
+    validate_pose,
+)
+from mirage_ros.core.memory import IntegrateStats, LatentSpatialMemory, RenderResult
+
+__all__ = [
+    "IntegrateStats",
+    "LatentSpatialMemory",
+    "MemoryConfig",
+    "RenderResult",
+    "depth_at_stride",
+    "invert_pose",
+    "project",
+    "resolve_device",
+    "scale_intrinsics",
+    "transform_points",
+    "unproject",
+    "validate_intrinsics",
+    "validate_pose",
+]

@@ -1,0 +1,163 @@
+"""Per-frame kernels of integration: input checks, cell grouping by voxel, free-space carving.
+
+Kept apart from the memory's state handling so the fast path reads as three steps:
+``prepare_frame`` (validate + move), ``frame_cells`` (unproject, key, group by voxel with a
+sort over the frame's cells only) and ``carve_mask`` (which stored voxels this frame's rays
+see through).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.nn import functional
+
+from mirage_ros.core.config import MemoryConfig
+from mirage_ros.core.errors import ShapeError
+from mirage_ros.core.geometry import (
+    invert_pose,
+    unproject,
+    valid_depth_mask,
+    validate_intrinsics,
+    validate_pose,
+)
+from mirage_ros.core.voxel_hash import pack_keys, voxel_coords
+
+__all__ = ["Frame", "FrameCells", "carve_mask", "frame_cells", "prepare_frame"]
+
+
+@dataclass
+class Frame:
+    """A validated frame on the memory's device.
+
+    latents: (C, h, w) float32; depth_m: (h, w) float32 (invalid = 0); valid: (h, w) bool;
+    K: (3, 3) float32; T_world_camera: (4, 4) float64; stamp_ns: int.
+    """
+
+    latents: Tensor
+    depth_m: Tensor
+    valid: Tensor
+    K: Tensor
+    T_world_camera: Tensor
+    stamp_ns: int
+
+
+@dataclass
+class FrameCells:
+    """A frame's valid cells grouped by voxel (U unique voxels, sorted by key).
+
+    keys: (U,) int64; counts: (U,) float32 cells per voxel; latent_sums: (U, C) float32;
+    position_sums: (U, 3) float32 world metres.
+    """
+
+    keys: Tensor
+    counts: Tensor
+    latent_sums: Tensor
+    position_sums: Tensor
+    num_cells: int
+
+
+def prepare_frame(
+    latents: Tensor,
+    depth_m: Tensor,
+    K: Tensor,
+    T_world_camera: Tensor,
+    stamp_ns: int,
+    *,
+    config: MemoryConfig,
+    device: torch.device,
+) -> Frame:
+    """Validate integrate() inputs (one check, typed errors) and move them to ``device``."""
+    if not isinstance(latents, Tensor) or latents.dim() != 3:
+        raise ShapeError(f"latents must be (C, h, w), got {getattr(latents, 'shape', None)}")
+    if latents.shape[0] != config.latent_channels:
+        raise ShapeError(
+            f"latents have {latents.shape[0]} channels, the memory holds {config.latent_channels}"
+        )
+    if not latents.is_floating_point():
+        raise ShapeError(f"latents must be floating point, got {latents.dtype}")
+    if not isinstance(depth_m, Tensor) or tuple(depth_m.shape) != tuple(latents.shape[1:]):
+        raise ShapeError(
+            f"depth_m must be (h, w) = {tuple(latents.shape[1:])}, "
+            f"got {getattr(depth_m, 'shape', None)}"
+        )
+    validate_intrinsics(K)
+    validate_pose(T_world_camera)
+    if K.dim() != 2 or T_world_camera.dim() != 2:
+        raise ShapeError("integrate takes one frame: K (3, 3) and T_world_camera (4, 4)")
+    if isinstance(stamp_ns, bool) or not isinstance(stamp_ns, int):
+        raise ShapeError(f"stamp_ns must be an int (nanoseconds), got {type(stamp_ns).__name__}")
+    lat = latents.to(device=device, dtype=torch.float32)
+    if not bool(torch.isfinite(lat).all()):
+        raise ShapeError("latents contain NaN or inf")
+    d = depth_m.to(device=device, dtype=torch.float32)
+    valid = valid_depth_mask(d, config.min_depth_m, config.max_depth_m)
+    d = torch.where(valid, d, torch.zeros_like(d))
+    return Frame(
+        latents=lat,
+        depth_m=d,
+        valid=valid,
+        K=K.to(device=device, dtype=torch.float32),
+        T_world_camera=T_world_camera.to(device=device, dtype=torch.float64),
+        stamp_ns=int(stamp_ns),
+    )
+
+
+def frame_cells(frame: Frame, config: MemoryConfig) -> FrameCells:
+    """Unproject valid cells, key them by voxel and sum them per voxel (frame-local sort)."""
+    C = frame.latents.shape[0]
+    pts_cam = unproject(frame.depth_m, frame.K)[frame.valid]  # (M, 3)
+    R = frame.T_world_camera[:3, :3].to(torch.float32)
+    t = frame.T_world_camera[:3, 3].to(torch.float32)
+    pts = pts_cam @ R.T + t
+    lat = frame.latents.permute(1, 2, 0)[frame.valid]  # (M, C)
+    ijk, in_range = voxel_coords(pts, config.voxel_size_m)
+    if not bool(in_range.all()):
+        pts, lat, ijk = pts[in_range], lat[in_range], ijk[in_range]
+    keys = pack_keys(ijk)
+    ukeys, inv = torch.unique(keys, sorted=True, return_inverse=True)
+    U = int(ukeys.numel())
+    dev = pts.device
+    counts = torch.zeros(U, dtype=torch.float32, device=dev).index_add_(
+        0, inv, torch.ones_like(inv, dtype=torch.float32)
+    )
+    lat_sums = torch.zeros(U, C, dtype=torch.float32, device=dev).index_add_(0, inv, lat)
+    pos_sums = torch.zeros(U, 3, dtype=torch.float32, device=dev).index_add_(0, inv, pts)
+    return FrameCells(ukeys, counts, lat_sums, pos_sums, int(keys.numel()))
+
+
+def carve_mask(positions_m: Tensor, frame: Frame, config: MemoryConfig) -> Tensor:
+    """Which stored voxel positions (N, 3) this frame's depth rays see through -> (N,) bool.
+
+    A voxel is seen through when it projects inside the frame in front of the camera and the
+    observed depth at its pixel -- the *minimum* over the 3x3 neighbourhood, with any invalid
+    neighbour counting as 0 -- exceeds the voxel's depth by
+    ``max(carve_margin_voxels * voxel_size_m, carve_margin_depth_ratio * depth)``. The
+    neighbourhood minimum keeps surfaces at grazing angles and depth edges from eroding.
+    """
+    h, w = frame.depth_m.shape
+    n = positions_m.shape[0]
+    if n == 0:
+        return torch.zeros(0, dtype=torch.bool, device=positions_m.device)
+    T_cw = invert_pose(frame.T_world_camera).to(torch.float32)
+    p = positions_m @ T_cw[:3, :3].T + T_cw[:3, 3]
+    z = p[:, 2]
+    front = z > config.min_depth_m
+    zs = torch.where(front, z, torch.ones_like(z))
+    u = torch.floor(frame.K[0, 0] * p[:, 0] / zs + frame.K[0, 2] + 0.5)
+    v = torch.floor(frame.K[1, 1] * p[:, 1] / zs + frame.K[1, 2] + 0.5)
+    inside = front & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    # min over 3x3 with invalid (0) counting: -maxpool(-d); padding acts as "no evidence"
+    d = frame.depth_m[None, None]
+    dmin = -functional.max_pool2d(-functional.pad(d, (1, 1, 1, 1), value=0.0), 3, stride=1)
+    dmin = dmin[0, 0]
+    ui = u.clamp(0, w - 1).to(torch.int64)
+    vi = v.clamp(0, h - 1).to(torch.int64)
+    d_obs = dmin[vi, ui]
+    margin = torch.clamp(
+        config.carve_margin_depth_ratio * d_obs,
+        min=config.carve_margin_voxels * config.voxel_size_m,
+    )
+    return inside & (d_obs > 0) & (d_obs > z + margin)

@@ -1,0 +1,122 @@
+"""Deterministic z-buffered splatting of 3-D points into one or many pinhole views.
+
+For every pixel the nearest point wins; exact depth ties are broken by the smaller point id
+(ids must be unique, non-negative int64: voxel keys or append indices), so the winner does
+not depend on the order in which points are stored. No scatter with duplicate indices is
+relied upon: the per-pixel minimum is taken with ``scatter_reduce_(..., "amin")`` (min is
+order-free, hence deterministic on CPU and CUDA) on a packed int64 key
+``(float32 bits of z) << 32 | (id & 0xffffffff)`` -- for positive floats the IEEE bit pattern
+is monotonic in the value, so no depth quantisation is needed. When two candidates of one
+pixel share that packed key (same z bits and same low id bits) a second ``amin`` on the full
+id decides. The winning entries are then unique per pixel and written by plain indexing.
+
+Splat footprint: a point covers the (2 rad + 1)^2 pixels around its projection with
+``rad = clamp(ceil(0.5 * size_m * f / z - 0.5), 0, max_radius_px)`` (its projected half-size),
+so near surfaces close the gaps between voxels and far points stay one pixel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from mirage_ros.core.geometry import invert_pose
+
+__all__ = ["ZBufferResult", "zbuffer_splat"]
+
+_LOW32 = 0xFFFFFFFF
+
+
+@dataclass
+class ZBufferResult:
+    """Per-pixel winners of a z-buffer pass.
+
+    index: (B, h, w) int64, index of the winning point, -1 where empty.
+    depth_m: (B, h, w) float32, z of the winner in the view's camera frame, NaN where empty.
+    """
+
+    index: Tensor
+    depth_m: Tensor
+
+
+def zbuffer_splat(
+    points_world: Tensor,
+    point_ids: Tensor,
+    K: Tensor,
+    T_world_camera: Tensor,
+    *,
+    height: int,
+    width: int,
+    near_m: float,
+    max_radius_px: int = 0,
+    size_m: float | None = None,
+) -> ZBufferResult:
+    """Render the nearest point per pixel for B views in one pass.
+
+    points_world: (N, 3) float32; point_ids: (N,) int64 unique >= 0; K: (B, 3, 3);
+    T_world_camera: (B, 4, 4); near_m: points with z <= near_m are culled; max_radius_px:
+    splat radius cap; size_m: the points' physical size for the footprint (None = always
+    ``max_radius_px``).
+    """
+    device = points_world.device
+    B = K.shape[0]
+    hw = height * width
+    index = torch.full((B, height, width), -1, dtype=torch.int64, device=device)
+    depth = torch.full((B, height, width), float("nan"), dtype=torch.float32, device=device)
+    if points_world.shape[0] == 0:
+        return ZBufferResult(index, depth)
+    T_cw = invert_pose(T_world_camera.to(device=device, dtype=torch.float64)).to(torch.float32)
+    Kf = K.to(device=device, dtype=torch.float32)
+    R = T_cw[:, :3, :3]
+    t = T_cw[:, :3, 3]
+    p = torch.matmul(points_world.unsqueeze(0), R.transpose(1, 2)) + t[:, None, :]  # (B, N, 3)
+    z = p[..., 2]
+    r = int(max_radius_px)
+    fx, fy = Kf[:, 0, 0, None], Kf[:, 1, 1, None]
+    zs = torch.where(z > near_m, z, torch.ones_like(z))
+    u = torch.floor(fx * p[..., 0] / zs + Kf[:, 0, 2, None] + 0.5)
+    v = torch.floor(fy * p[..., 1] / zs + Kf[:, 1, 2, None] + 0.5)
+    keep = (z > near_m) & (u >= -r) & (u <= width - 1 + r) & (v >= -r) & (v <= height - 1 + r)
+    b_idx, n_idx = torch.nonzero(keep, as_tuple=True)
+    if b_idx.numel() == 0:
+        return ZBufferResult(index, depth)
+    zk = z[b_idx, n_idx]
+    uk = u[b_idx, n_idx].to(torch.int64)
+    vk = v[b_idx, n_idx].to(torch.int64)
+    if r > 0:
+        if size_m is None:
+            rad = torch.full_like(uk, r)
+        else:
+            half = 0.5 * size_m * torch.maximum(fx, fy).squeeze(1)[b_idx] / zk
+            rad = torch.ceil(half - 0.5).clamp_(0, r).to(torch.int64)
+        offs = torch.arange(-r, r + 1, device=device, dtype=torch.int64)
+        dy, dx = torch.meshgrid(offs, offs, indexing="ij")
+        dx, dy = dx.reshape(-1), dy.reshape(-1)
+        reach = torch.maximum(dx.abs(), dy.abs())
+        ok = reach[None, :] <= rad[:, None]  # (E, S)
+        e_idx, s_idx = torch.nonzero(ok, as_tuple=True)
+        uk = uk[e_idx] + dx[s_idx]
+        vk = vk[e_idx] + dy[s_idx]
+        b_idx, n_idx, zk = b_idx[e_idx], n_idx[e_idx], zk[e_idx]
+    inside = (uk >= 0) & (uk < width) & (vk >= 0) & (vk < height)
+    b_idx, n_idx, zk, uk, vk = b_idx[inside], n_idx[inside], zk[inside], uk[inside], vk[inside]
+    pix = b_idx * hw + vk * width + uk
+    ids = point_ids[n_idx]
+    zbits = zk.contiguous().view(torch.int32).to(torch.int64)
+    packed = (zbits << 32) | (ids & _LOW32)
+    best = torch.full((B * hw,), torch.iinfo(torch.int64).max, dtype=torch.int64, device=device)
+    best.scatter_reduce_(0, pix, packed, reduce="amin", include_self=True)
+    win = packed == best[pix]
+    if int(win.sum()) != int((best != torch.iinfo(torch.int64).max).sum()):
+        # a pixel has several candidates with equal packed keys: decide on the full id
+        cand = torch.nonzero(win).squeeze(1)
+        best_id = torch.full_like(best, torch.iinfo(torch.int64).max)
+        best_id.scatter_reduce_(0, pix[cand], ids[cand], reduce="amin", include_self=True)
+        win = torch.zeros_like(win)
+        win[cand] = ids[cand] == best_id[pix[cand]]
+    wp = pix[win]
+    index.view(-1)[wp] = n_idx[win]
+    depth.view(-1)[wp] = zk[win]
+    return ZBufferResult(index, depth)
