@@ -10,9 +10,11 @@ is monotonic in the value, so no depth quantisation is needed. When two candidat
 pixel share that packed key (same z bits and same low id bits) a second ``amin`` on the full
 id decides. The winning entries are then unique per pixel and written by plain indexing.
 
-Splat footprint: a point covers the (2 rad + 1)^2 pixels around its projection with
-``rad = clamp(ceil(0.5 * size_m * f / z - 0.5), 0, max_radius_px)`` (its projected half-size),
-so near surfaces close the gaps between voxels and far points stay one pixel.
+Splat footprint: a point always covers the pixel it projects to (``floor(u + 0.5)``), plus
+every pixel within ``max_radius_px`` of it whose centre lies inside the point's projected
+square (half-size ``0.5 * size_m * f / z`` pixels around the sub-pixel projection). Near
+surfaces thus close the gaps between voxels, while far points stay one pixel and edges are
+not bloated beyond the voxel's true extent.
 """
 
 from __future__ import annotations
@@ -76,27 +78,33 @@ def zbuffer_splat(
     r = int(max_radius_px)
     fx, fy = Kf[:, 0, 0, None], Kf[:, 1, 1, None]
     zs = torch.where(z > near_m, z, torch.ones_like(z))
-    u = torch.floor(fx * p[..., 0] / zs + Kf[:, 0, 2, None] + 0.5)
-    v = torch.floor(fy * p[..., 1] / zs + Kf[:, 1, 2, None] + 0.5)
-    keep = (z > near_m) & (u >= -r) & (u <= width - 1 + r) & (v >= -r) & (v <= height - 1 + r)
+    u_f = fx * p[..., 0] / zs + Kf[:, 0, 2, None]
+    v_f = fy * p[..., 1] / zs + Kf[:, 1, 2, None]
+    lim_u, lim_v = width - 0.5 + r, height - 0.5 + r
+    keep = (z > near_m) & (u_f >= -0.5 - r) & (u_f < lim_u) & (v_f >= -0.5 - r) & (v_f < lim_v)
     b_idx, n_idx = torch.nonzero(keep, as_tuple=True)
     if b_idx.numel() == 0:
         return ZBufferResult(index, depth)
     zk = z[b_idx, n_idx]
-    uk = u[b_idx, n_idx].to(torch.int64)
-    vk = v[b_idx, n_idx].to(torch.int64)
+    uf = u_f[b_idx, n_idx]
+    vf = v_f[b_idx, n_idx]
+    uk = torch.floor(uf + 0.5).to(torch.int64)
+    vk = torch.floor(vf + 0.5).to(torch.int64)
     if r > 0:
-        if size_m is None:
-            rad = torch.full_like(uk, r)
-        else:
-            half = 0.5 * size_m * torch.maximum(fx, fy).squeeze(1)[b_idx] / zk
-            rad = torch.ceil(half - 0.5).clamp_(0, r).to(torch.int64)
         offs = torch.arange(-r, r + 1, device=device, dtype=torch.int64)
         dy, dx = torch.meshgrid(offs, offs, indexing="ij")
         dx, dy = dx.reshape(-1), dy.reshape(-1)
-        reach = torch.maximum(dx.abs(), dy.abs())
-        ok = reach[None, :] <= rad[:, None]  # (E, S)
-        e_idx, s_idx = torch.nonzero(ok, as_tuple=True)
+        if size_m is None:
+            e_idx = torch.arange(uk.numel(), device=device).repeat_interleave(dx.numel())
+            s_idx = torch.arange(dx.numel(), device=device).repeat(uk.numel())
+        else:
+            # pixel centres inside the point's projected square (at least its own pixel)
+            ext_u = (0.5 * size_m * fx.squeeze(1)[b_idx] / zk).clamp_(min=0.5)
+            ext_v = (0.5 * size_m * fy.squeeze(1)[b_idx] / zk).clamp_(min=0.5)
+            off_u = (uk - uf)[:, None] + dx[None, :]
+            off_v = (vk - vf)[:, None] + dy[None, :]
+            ok = (off_u.abs() <= ext_u[:, None]) & (off_v.abs() <= ext_v[:, None])
+            e_idx, s_idx = torch.nonzero(ok, as_tuple=True)
         uk = uk[e_idx] + dx[s_idx]
         vk = vk[e_idx] + dy[s_idx]
         b_idx, n_idx, zk = b_idx[e_idx], n_idx[e_idx], zk[e_idx]

@@ -1,0 +1,185 @@
+"""A slow, obvious reference of the latent memory's integrate and render (for tests only).
+
+Plain Python loops over cells, voxels and pixels, float64 numpy, a dict keyed by the integer
+voxel coordinates. It follows the same rules as the fast path, written the naive way:
+
+* integrate: every valid cell is unprojected and dropped in voxel ``floor(p / voxel_size_m)``;
+  per frame the cells of one voxel are summed; an existing voxel takes the weighted running
+  mean (weight += cells, capped at ``max_weight``), a new one the cells' mean; then existing
+  voxels not touched by this frame are carved when the minimum observed depth in the 3x3
+  neighbourhood of their pixel (invalid or off-image = 0) exceeds their depth by the margin;
+  they lose ``carve_decrement`` and vanish at weight <= 0.
+* render: every voxel is projected to ``floor(u + 0.5), floor(v + 0.5)`` and splatted to the
+  square of radius ``clamp(ceil(0.5 * voxel_size_m * max(fx, fy) / z - 0.5), 0, r)``; a pixel
+  keeps the candidate with the smallest ``(z, key & 0xffffffff, key)``.
+
+No budget and no eviction (use a budget the test scenes never reach).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from torch import Tensor
+
+from mirage_ros.core.config import MemoryConfig
+from mirage_ros.core.voxel_hash import KEY_BITS, KEY_OFFSET
+
+__all__ = ["ReferenceLatentMemory", "ReferenceRender"]
+
+
+@dataclass
+class _Voxel:
+    latent: np.ndarray
+    position: np.ndarray
+    weight: float
+    stamp_ns: int
+
+
+@dataclass
+class ReferenceRender:
+    """Single-view render: latents (C, h, w), depth_m (h, w) NaN empty, coverage, weight, key."""
+
+    latents: np.ndarray
+    depth_m: np.ndarray
+    coverage: np.ndarray
+    weight: np.ndarray
+    key: np.ndarray
+
+
+def _packed(ijk: tuple[int, int, int]) -> int:
+    i, j, k = (c + KEY_OFFSET for c in ijk)
+    return (i << (2 * KEY_BITS)) | (j << KEY_BITS) | k
+
+
+@dataclass
+class ReferenceLatentMemory:
+    """The reference memory; ``voxels`` maps (i, j, k) -> voxel state."""
+
+    config: MemoryConfig
+    voxels: dict[tuple[int, int, int], _Voxel] = field(default_factory=dict)
+
+    def integrate(
+        self, latents: Tensor, depth_m: Tensor, K: Tensor, T_world_camera: Tensor, stamp_ns: int
+    ) -> None:
+        """Fuse one frame: latents (C, h, w), depth_m (h, w), K (3, 3), T (4, 4)."""
+        cfg = self.config
+        lat = latents.detach().double().cpu().numpy()
+        depth = depth_m.detach().double().cpu().numpy()
+        Kn = K.detach().double().cpu().numpy()
+        T = T_world_camera.detach().double().cpu().numpy()
+        h, w = depth.shape
+        valid = np.zeros((h, w), dtype=bool)
+        sums: dict[tuple[int, int, int], list[Any]] = {}
+        for v in range(h):
+            for u in range(w):
+                z = depth[v, u]
+                if not (math.isfinite(z) and cfg.min_depth_m <= z <= cfg.max_depth_m):
+                    continue
+                valid[v, u] = True
+                pc = np.array([(u - Kn[0, 2]) / Kn[0, 0] * z, (v - Kn[1, 2]) / Kn[1, 1] * z, z])
+                pw = T[:3, :3] @ pc + T[:3, 3]
+                vs = cfg.voxel_size_m
+                key = (math.floor(pw[0] / vs), math.floor(pw[1] / vs), math.floor(pw[2] / vs))
+                acc = sums.setdefault(key, [np.zeros(lat.shape[0]), np.zeros(3), 0])
+                acc[0] += lat[:, v, u]
+                acc[1] += pw
+                acc[2] += 1
+        updated = set()
+        for key, (ls, ps, n) in sums.items():
+            vox = self.voxels.get(key)
+            if vox is not None:
+                ws = vox.weight + n
+                vox.latent = (vox.latent * vox.weight + ls) / ws
+                vox.position = (vox.position * vox.weight + ps) / ws
+                vox.weight = min(ws, cfg.max_weight)
+                vox.stamp_ns = stamp_ns
+                updated.add(key)
+        if cfg.carve_free_space:
+            self._carve(depth, valid, Kn, T, updated)
+        for key, (ls, ps, n) in sums.items():
+            if key not in self.voxels:
+                self.voxels[key] = _Voxel(ls / n, ps / n, min(float(n), cfg.max_weight), stamp_ns)
+
+    def _carve(
+        self,
+        depth: np.ndarray,
+        valid: np.ndarray,
+        Kn: np.ndarray,
+        T: np.ndarray,
+        updated: set[tuple[int, int, int]],
+    ) -> None:
+        cfg = self.config
+        h, w = depth.shape
+        R_cw = T[:3, :3].T
+        t_cw = -R_cw @ T[:3, 3]
+        for key in list(self.voxels):
+            if key in updated:
+                continue
+            vox = self.voxels[key]
+            p = R_cw @ vox.position + t_cw
+            z = p[2]
+            if z <= cfg.min_depth_m:
+                continue
+            u = math.floor(Kn[0, 0] * p[0] / z + Kn[0, 2] + 0.5)
+            v = math.floor(Kn[1, 1] * p[1] / z + Kn[1, 2] + 0.5)
+            if not (0 <= u < w and 0 <= v < h):
+                continue
+            d_min = math.inf
+            for dv in (-1, 0, 1):
+                for du in (-1, 0, 1):
+                    uu, vv = u + du, v + dv
+                    inside = 0 <= uu < w and 0 <= vv < h
+                    d_min = min(d_min, depth[vv, uu] if inside and valid[vv, uu] else 0.0)
+            margin = max(
+                cfg.carve_margin_voxels * cfg.voxel_size_m, cfg.carve_margin_depth_ratio * d_min
+            )
+            if d_min > 0 and d_min > z + margin:
+                vox.weight -= cfg.carve_decrement
+                if vox.weight <= 0:
+                    del self.voxels[key]
+
+    def render(self, K: Tensor, T_world_camera: Tensor, height: int, width: int) -> ReferenceRender:
+        """Render one view: K (3, 3), T_world_camera (4, 4)."""
+        cfg = self.config
+        Kn = K.detach().double().cpu().numpy()
+        T = T_world_camera.detach().double().cpu().numpy()
+        R_cw = T[:3, :3].T
+        t_cw = -R_cw @ T[:3, 3]
+        C = cfg.latent_channels
+        best: dict[tuple[int, int], tuple[float, int, int, tuple[int, int, int]]] = {}
+        r = cfg.splat_radius_px
+        for key, vox in self.voxels.items():
+            p = R_cw @ vox.position + t_cw
+            z = p[2]
+            if z <= cfg.min_depth_m:
+                continue
+            u = math.floor(Kn[0, 0] * p[0] / z + Kn[0, 2] + 0.5)
+            v = math.floor(Kn[1, 1] * p[1] / z + Kn[1, 2] + 0.5)
+            half = 0.5 * cfg.voxel_size_m * max(Kn[0, 0], Kn[1, 1]) / z
+            rad = min(max(math.ceil(half - 0.5), 0), r)
+            pk = _packed(key)
+            cand = (float(np.float32(z)), pk & 0xFFFFFFFF, pk, key)
+            for dv in range(-rad, rad + 1):
+                for du in range(-rad, rad + 1):
+                    uu, vv = u + du, v + dv
+                    if 0 <= uu < width and 0 <= vv < height:
+                        cur = best.get((vv, uu))
+                        if cur is None or cand[:3] < cur[:3]:
+                            best[(vv, uu)] = cand
+        lat = np.zeros((C, height, width))
+        depth = np.full((height, width), np.nan)
+        cov = np.zeros((height, width), dtype=bool)
+        wgt = np.zeros((height, width))
+        keys = np.full((height, width), -1, dtype=np.int64)
+        for (vv, uu), (z, _, pk, key) in best.items():
+            vox = self.voxels[key]
+            lat[:, vv, uu] = vox.latent
+            depth[vv, uu] = z
+            cov[vv, uu] = True
+            wgt[vv, uu] = vox.weight
+            keys[vv, uu] = pk
+        return ReferenceRender(lat, depth, cov, wgt, keys)
