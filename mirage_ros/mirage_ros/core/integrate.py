@@ -132,10 +132,11 @@ def carve_mask(positions_m: Tensor, frame: Frame, config: MemoryConfig) -> Tenso
     """Which stored voxel positions (N, 3) this frame's depth rays see through -> (N,) bool.
 
     A voxel is seen through when it projects inside the frame in front of the camera and the
-    observed depth at its pixel -- the *minimum* over the 3x3 neighbourhood, with any invalid
-    neighbour counting as 0 -- exceeds the voxel's depth by
-    ``max(carve_margin_voxels * voxel_size_m, carve_margin_depth_ratio * depth)``. The
-    neighbourhood minimum keeps surfaces at grazing angles and depth edges from eroding.
+    observed depth there -- the *minimum* over the 2x2 pixels around its sub-pixel
+    projection, with any invalid one counting as 0 -- exceeds the voxel's depth by
+    ``max(carve_margin_voxels * voxel_size_m, carve_margin_depth_ratio * depth)``. For a voxel
+    lying on a surface, the 2x2 support brackets it (one neighbour sees the surface nearer
+    than the voxel, one farther), so surfaces at grazing angles and depth edges do not erode.
     """
     h, w = frame.depth_m.shape
     n = positions_m.shape[0]
@@ -146,15 +147,17 @@ def carve_mask(positions_m: Tensor, frame: Frame, config: MemoryConfig) -> Tenso
     z = p[:, 2]
     front = z > config.min_depth_m
     zs = torch.where(front, z, torch.ones_like(z))
-    u = torch.floor(frame.K[0, 0] * p[:, 0] / zs + frame.K[0, 2] + 0.5)
-    v = torch.floor(frame.K[1, 1] * p[:, 1] / zs + frame.K[1, 2] + 0.5)
-    inside = front & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    # min over 3x3 with invalid (0) counting: -maxpool(-d); padding acts as "no evidence"
+    u = frame.K[0, 0] * p[:, 0] / zs + frame.K[0, 2]
+    v = frame.K[1, 1] * p[:, 1] / zs + frame.K[1, 2]
+    inside = front & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
+    # min over the 2x2 pixels around the sub-pixel projection (invalid = 0 = no evidence)
     d = frame.depth_m[None, None]
-    dmin = -functional.max_pool2d(-functional.pad(d, (1, 1, 1, 1), value=0.0), 3, stride=1)
-    dmin = dmin[0, 0]
-    ui = u.clamp(0, w - 1).to(torch.int64)
-    vi = v.clamp(0, h - 1).to(torch.int64)
+    if h > 1 and w > 1:
+        dmin = -functional.max_pool2d(-d, 2, stride=1)[0, 0]  # (h-1, w-1)
+    else:
+        dmin = d[0, 0]
+    ui = torch.floor(u).clamp(0, dmin.shape[1] - 1).to(torch.int64)
+    vi = torch.floor(v).clamp(0, dmin.shape[0] - 1).to(torch.int64)
     d_obs = dmin[vi, ui]
     margin = torch.clamp(
         config.carve_margin_depth_ratio * d_obs,

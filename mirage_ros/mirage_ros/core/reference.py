@@ -6,8 +6,8 @@ voxel coordinates. It follows the same rules as the fast path, written the naive
 * integrate: every valid cell is unprojected and dropped in voxel ``floor(p / voxel_size_m)``;
   per frame the cells of one voxel are summed; an existing voxel takes the weighted running
   mean (weight += cells, capped at ``max_weight``), a new one the cells' mean; then existing
-  voxels not touched by this frame are carved when the minimum observed depth in the 3x3
-  neighbourhood of their pixel (invalid or off-image = 0) exceeds their depth by the margin;
+  voxels not touched by this frame are carved when the minimum observed depth over the 2x2
+  pixels around their sub-pixel projection (invalid = 0) exceeds their depth by the margin;
   they lose ``carve_decrement`` and vanish at weight <= 0.
 * render: every voxel is projected to ``floor(u + 0.5), floor(v + 0.5)`` and splatted to the
   square of radius ``clamp(ceil(0.5 * voxel_size_m * max(fx, fy) / z - 0.5), 0, r)``; a pixel
@@ -124,16 +124,15 @@ class ReferenceLatentMemory:
             z = p[2]
             if z <= cfg.min_depth_m:
                 continue
-            u = math.floor(Kn[0, 0] * p[0] / z + Kn[0, 2] + 0.5)
-            v = math.floor(Kn[1, 1] * p[1] / z + Kn[1, 2] + 0.5)
-            if not (0 <= u < w and 0 <= v < h):
+            uf = Kn[0, 0] * p[0] / z + Kn[0, 2]
+            vf = Kn[1, 1] * p[1] / z + Kn[1, 2]
+            if not (0 <= uf <= w - 1 and 0 <= vf <= h - 1):
                 continue
+            u0, v0 = min(math.floor(uf), max(w - 2, 0)), min(math.floor(vf), max(h - 2, 0))
             d_min = math.inf
-            for dv in (-1, 0, 1):
-                for du in (-1, 0, 1):
-                    uu, vv = u + du, v + dv
-                    inside = 0 <= uu < w and 0 <= vv < h
-                    d_min = min(d_min, depth[vv, uu] if inside and valid[vv, uu] else 0.0)
+            for vv in range(v0, min(v0 + 2, h)):
+                for uu in range(u0, min(u0 + 2, w)):
+                    d_min = min(d_min, depth[vv, uu] if valid[vv, uu] else 0.0)
             margin = max(
                 cfg.carve_margin_voxels * cfg.voxel_size_m, cfg.carve_margin_depth_ratio * d_min
             )
