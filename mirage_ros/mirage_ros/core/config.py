@@ -67,7 +67,7 @@ class MemoryConfig:
         16, "latent channels stored per voxel (must match the codec)", 1, 1024
     )
     #: hard budget on memory_bytes (all tensors the memory holds), MiB
-    max_memory_mb: float = _f(256.0, "hard budget on the memory's tensor bytes (MiB)", 0.01, 1.0e6)
+    max_memory_mb: float = _f(256.0, "hard budget on the memory's tensor bytes (MiB)", 0.001, 1.0e6)
     #: depths below this are invalid (m); also the near plane of render
     min_depth_m: float = _f(
         0.1, "depth below this is invalid; near plane of render (m)", 0.0, 1.0e3

@@ -10,8 +10,8 @@ voxel coordinates. It follows the same rules as the fast path, written the naive
   pixels around their sub-pixel projection (invalid = 0) exceeds their depth by the margin;
   they lose ``carve_decrement`` and vanish at weight <= 0.
 * render: every voxel is projected to ``floor(u + 0.5), floor(v + 0.5)`` and splatted to the
-  square of radius ``clamp(ceil(0.5 * voxel_size_m * max(fx, fy) / z - 0.5), 0, r)``; a pixel
-  keeps the candidate with the smallest ``(z, key & 0xffffffff, key)``.
+  pixels within ``r`` of it whose centres lie within ``max(0.5 * voxel_size_m * f / z, 0.5)``
+  of the sub-pixel projection; a pixel keeps the smallest ``(z, key & 0xffffffff, key)``.
 
 No budget and no eviction (use a budget the test scenes never reach).
 """
@@ -156,15 +156,18 @@ class ReferenceLatentMemory:
             z = p[2]
             if z <= cfg.min_depth_m:
                 continue
-            u = math.floor(Kn[0, 0] * p[0] / z + Kn[0, 2] + 0.5)
-            v = math.floor(Kn[1, 1] * p[1] / z + Kn[1, 2] + 0.5)
-            half = 0.5 * cfg.voxel_size_m * max(Kn[0, 0], Kn[1, 1]) / z
-            rad = min(max(math.ceil(half - 0.5), 0), r)
+            uf = Kn[0, 0] * p[0] / z + Kn[0, 2]
+            vf = Kn[1, 1] * p[1] / z + Kn[1, 2]
+            u, v = math.floor(uf + 0.5), math.floor(vf + 0.5)
+            ext_u = max(0.5 * cfg.voxel_size_m * Kn[0, 0] / z, 0.5)
+            ext_v = max(0.5 * cfg.voxel_size_m * Kn[1, 1] / z, 0.5)
             pk = _packed(key)
             cand = (float(np.float32(z)), pk & 0xFFFFFFFF, pk, key)
-            for dv in range(-rad, rad + 1):
-                for du in range(-rad, rad + 1):
+            for dv in range(-r, r + 1):
+                for du in range(-r, r + 1):
                     uu, vv = u + du, v + dv
+                    if abs(uu - uf) > ext_u or abs(vv - vf) > ext_v:
+                        continue
                     if 0 <= uu < width and 0 <= vv < height:
                         cur = best.get((vv, uu))
                         if cur is None or cand[:3] < cur[:3]:

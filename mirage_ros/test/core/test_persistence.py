@@ -1,0 +1,141 @@
+"""Save/load: bit-identical round trip, atomic writes, refusals that leave the memory intact."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+from core_scenes import intrinsics, look_at, raycast, surface_latents
+from mirage_ros.core.config import MemoryConfig
+from mirage_ros.core.errors import MemoryFileError
+from mirage_ros.core.memory import LatentSpatialMemory, RenderResult
+
+ROOM = ((-3.0, -2.0, 0.0), (3.0, 2.0, 2.5))
+H, W = 24, 32
+K = intrinsics(H, W, 24.0)
+VIEW = look_at((-1.0, 0.5, 1.0), (2.0, 0.0, 0.5))
+
+
+def make(c: int = 4, **kw: object) -> LatentSpatialMemory:
+    mem = LatentSpatialMemory(
+        MemoryConfig(device="cpu", latent_channels=c, **kw), codec_id="tiny-v1"
+    )  # type: ignore[arg-type]
+    for i in range(4):
+        T = look_at((-1.0, -0.5 + 0.3 * i, 1.2), (2.0, 0.2 * i, 0.6))
+        d = raycast(K, T, H, W, [], ROOM)
+        mem.integrate(surface_latents(d, K, T, c), d, K, T, 10**9 * i)
+    return mem
+
+
+def same(a: RenderResult, b: RenderResult) -> bool:
+    return (
+        torch.equal(a.latents, b.latents)
+        and torch.equal(a.coverage, b.coverage)
+        and torch.equal(a.depth_m.nan_to_num(-1), b.depth_m.nan_to_num(-1))
+        and torch.equal(a.weight, b.weight)
+        and torch.equal(a.age_s.nan_to_num(-1), b.age_s.nan_to_num(-1))
+    )
+
+
+def test_save_load_render_is_bit_identical(tmp_path: Path) -> None:
+    mem = make()
+    path = tmp_path / "m.safetensors"
+    mem.save(path)
+    other = LatentSpatialMemory(MemoryConfig(device="cpu", latent_channels=4, voxel_size_m=0.2))
+    other.load(path)
+    assert other.config.voxel_size_m == mem.config.voxel_size_m and other.codec_id == "tiny-v1"
+    assert same(mem.render(K, VIEW, H, W), other.render(K, VIEW, H, W))
+    assert other.num_voxels == mem.num_voxels and other.frames_integrated == 4
+    loaded = LatentSpatialMemory.from_file(path, device="cpu")
+    assert same(mem.render(K, VIEW, H, W), loaded.render(K, VIEW, H, W))
+
+
+def test_loaded_memory_keeps_integrating_like_the_original(tmp_path: Path) -> None:
+    mem = make()
+    mem.save(tmp_path / "m.safetensors")
+    loaded = LatentSpatialMemory.from_file(tmp_path / "m.safetensors", device="cpu")
+    d = raycast(K, VIEW, H, W, [], ROOM)
+    for m in (mem, loaded):
+        m.integrate(surface_latents(d, K, VIEW, 4), d, K, VIEW, 10**10)
+    assert same(mem.render(K, VIEW, H, W), loaded.render(K, VIEW, H, W))
+
+
+def test_save_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    mem = make()
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(b"old content")
+    mem.save(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+    with pytest.raises(MemoryFileError):
+        mem.save(tmp_path / "missing_dir" / "m.safetensors")
+
+
+def _refused(tmp_path: Path, data: bytes, match: str) -> None:
+    target = make()
+    before = target.render(K, VIEW, H, W)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(data)
+    with pytest.raises(MemoryFileError, match=match):
+        target.load(bad)
+    assert same(before, target.render(K, VIEW, H, W)), "a refused load must not touch the memory"
+    assert target.codec_id == "tiny-v1"
+
+
+def _rewrite_header(data: bytes, edit: dict[str, object]) -> bytes:
+    (n,) = struct.unpack("<Q", data[:8])
+    st = json.loads(data[8 : 8 + n])
+    header = json.loads(st["__metadata__"]["mirage"])
+    header.update(edit)
+    st["__metadata__"]["mirage"] = json.dumps(header)
+    raw = json.dumps(st).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw + data[8 + n :]
+
+
+@pytest.fixture
+def good(tmp_path: Path) -> bytes:
+    path = tmp_path / "good.safetensors"
+    make().save(path)
+    return path.read_bytes()
+
+
+def test_refuses_other_format_version(tmp_path: Path, good: bytes) -> None:
+    _refused(tmp_path, _rewrite_header(good, {"format_version": 99}), "version")
+
+
+def test_refuses_other_latent_size(tmp_path: Path) -> None:
+    path = tmp_path / "c8.safetensors"
+    make(c=8).save(path)
+    _refused(tmp_path, path.read_bytes(), "latent channels|shape")
+
+
+def test_refuses_bit_flip(tmp_path: Path, good: bytes) -> None:
+    flipped = bytearray(good)
+    flipped[-5] ^= 0x10
+    _refused(tmp_path, bytes(flipped), "checksum|non-finite|weight|keys")
+
+
+def test_refuses_truncated_file(tmp_path: Path, good: bytes) -> None:
+    _refused(tmp_path, good[: len(good) - 7], "truncated|span|corrupt")
+
+
+def test_refuses_garbage_and_oversized_header(tmp_path: Path, good: bytes) -> None:
+    _refused(tmp_path, b"\x00" * 4, "too short")
+    _refused(tmp_path, struct.pack("<Q", 1 << 40) + b"{}", "header length")
+    _refused(tmp_path, b"PK\x03\x04 this is a zip, not a memory" * 3, "header length|unreadable")
+
+
+def test_refuses_header_that_lies_about_the_voxel_count(tmp_path: Path, good: bytes) -> None:
+    _refused(tmp_path, _rewrite_header(good, {"num_voxels": 10**12}), "shape")
+
+
+def test_refuses_file_bigger_than_the_budget(tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    make().save(path)
+    small = LatentSpatialMemory(MemoryConfig(device="cpu", latent_channels=4, max_memory_mb=0.01))
+    with pytest.raises(MemoryFileError, match="exceeds|voxels"):
+        small.load(path)
+    assert small.num_voxels == 0

@@ -1,0 +1,91 @@
+"""The fast memory agrees with the slow obvious reference (voxels, fusion, carving, render)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from core_scenes import intrinsics, look_at, raycast, surface_latents
+from mirage_ros.core.config import MemoryConfig
+from mirage_ros.core.memory import LatentSpatialMemory
+from mirage_ros.core.reference import ReferenceLatentMemory
+from mirage_ros.core.voxel_hash import unpack_keys
+
+# surfaces off the voxel grid: a wall exactly on a voxel boundary would make the float32 and
+# float64 paths pick different (equally right) voxels
+ROOM = ((-3.013, -2.027, -0.011), (3.031, 2.017, 2.513))
+BOX = ((0.517, -0.523, -0.011), (1.529, 0.511, 1.013))
+H, W = 15, 20
+K = intrinsics(H, W, 16.0)
+
+
+def pose(i: int) -> torch.Tensor:
+    a = 2 * math.pi * i / 6
+    return look_at((-1.0 + math.cos(a), 0.8 * math.sin(a), 1.234), (1.2, 0.0, 0.6))
+
+
+def run_both(
+    cfg: MemoryConfig, remove_box_after: int = 99
+) -> tuple[LatentSpatialMemory, ReferenceLatentMemory]:
+    fast, ref = LatentSpatialMemory(cfg), ReferenceLatentMemory(cfg)
+    for i in range(8):
+        T = pose(i) if i < remove_box_after else look_at((-2.0, 0.1 * i, 1.234), (2.0, 0.0, 0.7))
+        d = raycast(K, T, H, W, [BOX] if i < remove_box_after else [], ROOM)
+        d[0, 0] = float("nan")
+        lat = surface_latents(d, K, T, cfg.latent_channels)
+        fast.integrate(lat, d, K, T, i)
+        ref.integrate(lat, d, K, T, i)
+    return fast, ref
+
+
+@pytest.fixture(params=[True, False], ids=["carving", "no-carving"])
+def pair(request: pytest.FixtureRequest) -> tuple[LatentSpatialMemory, ReferenceLatentMemory]:
+    cfg = MemoryConfig(
+        device="cpu", latent_channels=3, latent_dtype="float32", voxel_size_m=0.1,
+        carve_free_space=request.param, max_weight=6.0, carve_decrement=3.0,
+    )  # fmt: skip
+    return run_both(cfg, remove_box_after=5)
+
+
+def test_same_voxels_with_same_fused_values(
+    pair: tuple[LatentSpatialMemory, ReferenceLatentMemory],
+) -> None:
+    fast, ref = pair
+    live = fast._live_slots()
+    fast_keys = {tuple(k) for k in unpack_keys(fast.keys[live]).tolist()}
+    ref_keys = set(ref.voxels)
+    assert len(fast_keys ^ ref_keys) <= 0.01 * len(ref_keys)
+    by_key = {tuple(k): int(s) for k, s in zip(unpack_keys(fast.keys[live]).tolist(), live)}
+    for key in fast_keys & ref_keys:
+        s, v = by_key[key], ref.voxels[key]
+        assert float(fast.weights[s]) == pytest.approx(v.weight, abs=1e-4)
+        np.testing.assert_allclose(fast.latents[s].numpy(), v.latent, atol=1e-4)
+        np.testing.assert_allclose(fast.positions[s].numpy(), v.position, atol=1e-4)
+
+
+def test_renders_agree(pair: tuple[LatentSpatialMemory, ReferenceLatentMemory]) -> None:
+    fast, ref = pair
+    for i in range(3):
+        T = look_at((-1.5 + 0.5 * i, 0.3, 1.0), (2.0, -0.2 * i, 0.5))
+        rf = fast.render(K, T, H, W)
+        rr = ref.render(K, T, H, W)
+        cov_f, cov_r = rf.coverage[0].numpy(), rr.coverage
+        assert (cov_f != cov_r).mean() <= 0.02
+        both = cov_f & cov_r
+        depth_ok = np.abs(rf.depth_m[0].numpy() - rr.depth_m) < 1e-4
+        assert depth_ok[both].mean() >= 0.98
+        sel = both & depth_ok
+        np.testing.assert_allclose(rf.latents[0].numpy()[:, sel], rr.latents[:, sel], atol=1e-4)
+        np.testing.assert_allclose(rf.weight[0].numpy()[sel], rr.weight[sel], atol=1e-4)
+
+
+def test_carving_removes_the_same_voxels_as_the_reference() -> None:
+    cfg = MemoryConfig(
+        device="cpu", latent_channels=3, latent_dtype="float32", voxel_size_m=0.1,
+        max_weight=6.0, carve_decrement=3.0,
+    )  # fmt: skip
+    fast, ref = run_both(cfg, remove_box_after=4)
+    assert fast.carved_total > 0
+    assert abs(fast.num_voxels - len(ref.voxels)) <= 0.01 * len(ref.voxels)
