@@ -30,6 +30,7 @@ __all__ = [
     "bag_framesets",
     "build_memory_pool",
     "framesets_from_frames",
+    "scene_kind",
     "synthetic_framesets",
 ]
 
@@ -95,6 +96,11 @@ def framesets_from_frames(name: str, frames: Iterable[Any], stride: int) -> Fram
     )
 
 
+def scene_kind(seed: int) -> str:
+    """Every third scene is one furnished room, the others apartments (rooms + corridor)."""
+    return "room" if seed % 3 == 2 else "apartment"
+
+
 def synthetic_framesets(
     seeds: Sequence[int],
     frames: int,
@@ -116,6 +122,7 @@ def synthetic_framesets(
     for seed in seeds:
         cfg = SceneConfig(
             seed=int(seed),
+            kind=scene_kind(int(seed)),
             texture_set=texture_set,
             width=width,
             height=height,
