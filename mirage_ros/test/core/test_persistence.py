@@ -136,6 +136,6 @@ def test_refuses_file_bigger_than_the_budget(tmp_path: Path) -> None:
     path = tmp_path / "m.safetensors"
     make().save(path)
     small = LatentSpatialMemory(MemoryConfig(device="cpu", latent_channels=4, max_memory_mb=0.01))
-    with pytest.raises(MemoryFileError, match="exceeds|voxels"):
+    with pytest.raises(MemoryFileError, match=r"exceeds|voxels"):
         small.load(path)
     assert small.num_voxels == 0

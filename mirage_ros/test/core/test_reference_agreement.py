@@ -57,7 +57,9 @@ def test_same_voxels_with_same_fused_values(
     fast_keys = {tuple(k) for k in unpack_keys(fast.keys[live]).tolist()}
     ref_keys = set(ref.voxels)
     assert len(fast_keys ^ ref_keys) <= 0.01 * len(ref_keys)
-    by_key = {tuple(k): int(s) for k, s in zip(unpack_keys(fast.keys[live]).tolist(), live)}
+    by_key = {
+        tuple(k): int(s) for k, s in zip(unpack_keys(fast.keys[live]).tolist(), live, strict=True)
+    }
     for key in fast_keys & ref_keys:
         s, v = by_key[key], ref.voxels[key]
         assert float(fast.weights[s]) == pytest.approx(v.weight, abs=1e-4)
