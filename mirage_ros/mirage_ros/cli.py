@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "record-synthetic": ("mirage_ros.sim.record", "write a rosbag from the synthetic generator"),
     "replay": ("mirage_ros.replay", "play a rosbag into a live ROS 2 graph"),
     "demo": ("mirage_ros.demo", "the end-to-end demo: bag -> node over DDS -> predictions"),
+    "soak": ("mirage_ros.soak", "run the node under sustained load and record its health"),
 }
 
 

@@ -1,0 +1,257 @@
+"""`mirage soak`: run the node under sustained load and record whether it stays healthy.
+
+Load (defaults): a 30 Hz 320x240 synthetic RGB-D camera, 100 Hz /tf, 5 Hz ~/predict_views
+requests and a ~/save_memory every minute, against ``mirage_node`` in its own process with a
+small memory budget so eviction is exercised. Recorded once a second: memory bytes (vs budget),
+process RSS, node queue length, dropped frames; and every service call's outcome and latency.
+Writes the figures as JSON and prints a summary. Healthy means: memory never above budget and
+plateaued, RSS growth in the second half small, queue bounded, zero failed service calls.
+
+A ROS client like replay/demo: imports rclpy when run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mirage_ros.core.errors import MirageError
+
+__all__ = ["add_arguments", "run", "soak"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--duration-s", type=float, default=600.0, help="how long to run")
+    parser.add_argument("--out", type=Path, default=Path("soak_output/soak.json"))
+    parser.add_argument("--camera-hz", type=float, default=30.0)
+    parser.add_argument("--tf-hz", type=float, default=100.0)
+    parser.add_argument("--predict-hz", type=float, default=5.0)
+    parser.add_argument("--save-period-s", type=float, default=60.0)
+    parser.add_argument("--resolution", default="320x240")
+    parser.add_argument("--budget-mb", type=float, default=4.0, help="node memory budget")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--weights", default="", help="codec weights (default: shipped)")
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def soak(args: argparse.Namespace) -> dict[str, Any]:
+    import rclpy
+    from geometry_msgs.msg import PoseStamped, TransformStamped
+    from sensor_msgs.msg import CameraInfo, Image
+    from tf2_msgs.msg import TFMessage
+
+    from mirage_ros import conversions as conv
+    from mirage_ros.sim import SceneConfig, SyntheticSequence
+    from mirage_ros_interfaces.msg import MemoryStatus
+    from mirage_ros_interfaces.srv import MemoryFile, PredictViews
+
+    width, height = (int(v) for v in args.resolution.lower().split("x"))
+    out_dir = Path(args.out).parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seq = SyntheticSequence(SceneConfig(seed=11, frames=60, width=width, height=height,
+                                        texture_set="test"))
+    frames = list(seq)
+    import subprocess
+    import sys
+
+    node_cmd = [sys.executable, "-m", "mirage_ros.node", "--ros-args",
+                "-p", f"device:={args.device}", "-p", f"memory_dir:={out_dir.resolve()}",
+                "-p", f"memory.max_memory_mb:={args.budget_mb}", "-p", "status_rate_hz:=2.0",
+                "-p", "cloud_period_s:=0.0"]
+    if args.weights:
+        node_cmd += ["-p", f"weights_path:={args.weights}"]
+    log = open(out_dir / "soak_node.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(node_cmd, stdout=log, stderr=subprocess.STDOUT)
+    rclpy.init()
+    node = rclpy.create_node("mirage_soak")
+    from rclpy.executors import MultiThreadedExecutor
+
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    import threading
+
+    threading.Thread(target=executor.spin, daemon=True).start()
+    status: list[MemoryStatus] = []
+    node.create_subscription(MemoryStatus, "/mirage/status", status.append, 10)
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    latched = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    pub_static = node.create_publisher(TFMessage, "/tf_static", latched)
+    pub_tf = node.create_publisher(TFMessage, "/tf", 100)
+    pub_info = node.create_publisher(CameraInfo, "/camera/color/camera_info", 10)
+    pub_rgb = node.create_publisher(Image, "/camera/color/image_raw", 10)
+    pub_depth = node.create_publisher(Image, "/camera/depth/image_raw", 10)
+    predict = node.create_client(PredictViews, "/mirage/predict_views")
+    save = node.create_client(MemoryFile, "/mirage/save_memory")
+    samples: list[dict[str, Any]] = []
+    calls = {"predict_ok": 0, "predict_failed": 0, "save_ok": 0, "save_failed": 0}
+    predict_ms: list[float] = []
+    try:
+        if not predict.wait_for_service(timeout_sec=120):
+            raise MirageError("soak: mirage_node did not start (see soak_node.log)")
+
+        def tf(parent: str, child: str, T: np.ndarray, stamp_ns: int) -> TransformStamped:
+            t = TransformStamped()
+            t.header.frame_id, t.child_frame_id = parent, child
+            conv.fill_stamp(t.header.stamp, stamp_ns)
+            conv.fill_transform_msg(t.transform, T)
+            return t
+
+        pub_static.publish(TFMessage(transforms=[
+            tf("base_link", "camera_color_optical_frame", frames[0].T_base_camera, 0)]))
+        # Pre-build the camera messages once; stamps are rewritten as time goes on.
+        msgs = []
+        for f in frames:
+            info, rgb, depth = CameraInfo(), Image(), Image()
+            conv.fill_camera_info_msg(info, f.K, width, height)
+            conv.fill_image_msg(rgb, f.rgb, "rgb8")
+            conv.fill_depth_msg(depth, f.depth_m, "32FC1")
+            for m in (info, rgb, depth):
+                m.header.frame_id = "camera_color_optical_frame"
+            msgs.append((info, rgb, depth))
+        period = seq.config.frames / seq.config.camera_rate_hz  # loop length of the trajectory
+        t0 = time.monotonic()
+        next_cam = next_tf = next_pred = next_sample = t0
+        next_save = t0 + args.save_period_s
+        pending_pred: list[tuple[float, Any]] = []
+        pending_save: list[Any] = []
+        epoch_ns = time.time_ns()
+        while (now := time.monotonic()) - t0 < args.duration_s:
+            if proc.poll() is not None:
+                raise MirageError(f"soak: the node exited with {proc.returncode}")
+            elapsed = now - t0
+            stamp_ns = epoch_ns + int(elapsed * 1e9)
+            loop_t = elapsed % period
+            if now >= next_tf:
+                T_map_odom, T_odom_base = seq.poses_at(seq.start_ns + int(loop_t * 1e9))
+                pub_tf.publish(TFMessage(transforms=[tf("map", "odom", T_map_odom, stamp_ns),
+                                                     tf("odom", "base_link", T_odom_base,
+                                                        stamp_ns)]))
+                next_tf += 1.0 / args.tf_hz
+            if now >= next_cam:
+                i = int(loop_t * seq.config.camera_rate_hz) % len(frames)
+                T_map_odom, T_odom_base = seq.poses_at(seq.stamps_ns[i])
+                pub_tf.publish(TFMessage(transforms=[tf("map", "odom", T_map_odom, stamp_ns),
+                                                     tf("odom", "base_link", T_odom_base,
+                                                        stamp_ns)]))
+                for m in msgs[i]:
+                    conv.fill_stamp(m.header.stamp, stamp_ns)
+                info, rgb, depth = msgs[i]
+                pub_info.publish(info)
+                pub_depth.publish(depth)
+                pub_rgb.publish(rgb)
+                next_cam += 1.0 / args.camera_hz
+            if now >= next_pred:
+                p = PoseStamped()
+                p.header.frame_id = "map"
+                conv.fill_pose_msg(p.pose, frames[int(elapsed * 7) % len(frames)].T_world_camera)
+                pending_pred.append((now, predict.call_async(PredictViews.Request(poses=[p]))))
+                next_pred += 1.0 / args.predict_hz
+            if now >= next_save:
+                pending_save.append(save.call_async(MemoryFile.Request(path="soak.safetensors")))
+                next_save += args.save_period_s
+            for started, fut in list(pending_pred):
+                if fut.done():
+                    pending_pred.remove((started, fut))
+                    ok = fut.result() is not None and fut.result().success
+                    calls["predict_ok" if ok else "predict_failed"] += 1
+                    predict_ms.append((time.monotonic() - started) * 1e3)
+            for fut in list(pending_save):
+                if fut.done():
+                    pending_save.remove(fut)
+                    ok = fut.result() is not None and fut.result().success
+                    calls["save_ok" if ok else "save_failed"] += 1
+            if now >= next_sample and status:
+                s = status[-1]
+                samples.append({"t_s": round(elapsed, 2), "memory_bytes": s.memory_bytes,
+                                "budget_bytes": s.budget_bytes, "voxels": s.voxels,
+                                "rss_bytes": _rss_bytes(proc.pid), "queue": s.queue_length,
+                                "integrated": s.frames_integrated,
+                                "dropped_queue_full": s.dropped_queue_full})
+                next_sample += 1.0
+            time.sleep(0.001)
+        end = time.monotonic() + 60
+        while (pending_pred or pending_save) and time.monotonic() < end:
+            for started, fut in list(pending_pred):
+                if fut.done():
+                    pending_pred.remove((started, fut))
+                    calls["predict_ok" if fut.result().success else "predict_failed"] += 1
+            for fut in list(pending_save):
+                if fut.done():
+                    pending_save.remove(fut)
+                    calls["save_ok" if fut.result().success else "save_failed"] += 1
+            time.sleep(0.01)
+        calls["predict_failed"] += len(pending_pred)
+        calls["save_failed"] += len(pending_save)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+        if proc.poll() is None:
+            import signal
+
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log.close()
+    return _report(args, samples, calls, predict_ms)
+
+
+def _report(args: argparse.Namespace, samples: list[dict[str, Any]], calls: dict[str, int],
+            predict_ms: list[float]) -> dict[str, Any]:
+    if len(samples) < 4:
+        raise MirageError("soak: too few status samples (did the node publish ~/status?)")
+    half = samples[len(samples) // 2 :]
+    rss_half = [s["rss_bytes"] for s in half]
+    mem = [s["memory_bytes"] for s in samples]
+    budget = samples[-1]["budget_bytes"]
+    report = {
+        "duration_s": args.duration_s,
+        "load": {"camera_hz": args.camera_hz, "tf_hz": args.tf_hz,
+                 "predict_hz": args.predict_hz, "save_period_s": args.save_period_s,
+                 "resolution": args.resolution, "device": args.device},
+        "memory_bytes_max": max(mem),
+        "budget_bytes": budget,
+        "memory_within_budget": max(mem) <= budget,
+        "memory_bytes_last": mem[-1],
+        "rss_bytes_first_half_end": rss_half[0],
+        "rss_bytes_last": rss_half[-1],
+        "rss_growth_second_half_mb": round((rss_half[-1] - rss_half[0]) / 2**20, 2),
+        "queue_max": max(s["queue"] for s in samples),
+        "frames_integrated": samples[-1]["integrated"],
+        "dropped_queue_full": samples[-1]["dropped_queue_full"],
+        "calls": calls,
+        "failed_calls": calls["predict_failed"] + calls["save_failed"],
+        "predict_ms_p50": round(float(np.median(predict_ms)), 1) if predict_ms else None,
+        "predict_ms_p95": round(float(np.percentile(predict_ms, 95)), 1) if predict_ms else None,
+        "samples": samples,
+    }
+    return report
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    report = soak(args)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    short = {k: v for k, v in report.items() if k != "samples"}
+    print(json.dumps(short, indent=2))
+    healthy = report["memory_within_budget"] and report["failed_calls"] == 0
+    return 0 if healthy else 1

@@ -1,0 +1,159 @@
+"""Helpers for system tests: the node in its own process, a client in the test process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+NODE_NAME = "mirage"
+
+
+def start_node(tmp: Path, *params: str, log_name: str = "node.log") -> subprocess.Popen[bytes]:
+    """Start mirage_node as its own process (DDS settings inherited from conftest)."""
+    assert os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == "LOCALHOST"
+    cmd = [sys.executable, "-m", "mirage_ros.node", "--ros-args",
+           "-p", "device:=cpu", "-p", f"memory_dir:={tmp}", "-p", "transform_wait_s:=5.0",
+           "-p", "status_rate_hz:=5.0"]
+    for p in params:
+        cmd += ["-p", p]
+    log = open(tmp / log_name, "ab")  # noqa: SIM115 - owned by the process
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop_node(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT) -> int:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return int(proc.returncode)
+
+
+class Client:
+    """An rclpy node in the test process, spun by a background executor."""
+
+    def __init__(self, name: str = "mirage_test_client") -> None:
+        import rclpy
+        from rclpy.executors import MultiThreadedExecutor
+
+        if not rclpy.ok():
+            rclpy.init()
+        self.node = rclpy.create_node(name)
+        self.executor = MultiThreadedExecutor(num_threads=2)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+        self._pubs: dict[str, Any] = {}
+        self.status: list[Any] = []
+        from mirage_ros_interfaces.msg import MemoryStatus
+
+        self.node.create_subscription(
+            MemoryStatus, f"/{NODE_NAME}/status", self.status.append, 10
+        )
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+    def client(self, srv_type: Any, name: str, timeout_s: float = 60.0) -> Any:
+        cli = self.node.create_client(srv_type, f"/{NODE_NAME}/{name}")
+        assert cli.wait_for_service(timeout_sec=timeout_s), f"service {name} not available"
+        return cli
+
+    def call(self, cli: Any, request: Any, timeout_s: float = 120.0) -> Any:
+        return wait_future(cli.call_async(request), timeout_s)
+
+    def publisher(self, msg_type: Any, topic: str, latched: bool = False) -> Any:
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+        if topic not in self._pubs:
+            qos = QoSProfile(
+                depth=100,
+                reliability=ReliabilityPolicy.RELIABLE,
+                durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else
+                DurabilityPolicy.VOLATILE,
+            )
+            self._pubs[topic] = self.node.create_publisher(msg_type, topic, qos)
+        return self._pubs[topic]
+
+    def latest_status(self) -> Any:
+        return self.status[-1] if self.status else None
+
+    def publish_frames(self, frames: list[Any], camera_ns: str = "camera",
+                       camera_frame: str = "camera_color_optical_frame",
+                       depth_encoding: str = "16UC1") -> None:
+        """Publish TF (static + dynamic), camera info, color and depth for each frame."""
+        from geometry_msgs.msg import TransformStamped
+        from sensor_msgs.msg import CameraInfo, Image
+        from tf2_msgs.msg import TFMessage
+
+        from mirage_ros import conversions as conv
+
+        def tf(parent: str, child: str, T: np.ndarray, stamp_ns: int) -> TransformStamped:
+            t = TransformStamped()
+            t.header.frame_id, t.child_frame_id = parent, child
+            conv.fill_stamp(t.header.stamp, stamp_ns)
+            conv.fill_transform_msg(t.transform, T)
+            return t
+
+        first = frames[0]
+        base = f"base_link_{camera_ns}" if camera_ns != "camera" else "base_link"
+        self.publisher(TFMessage, "/tf_static", latched=True).publish(
+            TFMessage(transforms=[tf(base, camera_frame, first.T_base_camera, 0)])
+        )
+        for f in frames:
+            self.publisher(TFMessage, "/tf").publish(TFMessage(transforms=[
+                tf("map", f"odom_{camera_ns}", f.T_map_odom, f.stamp_ns),
+                tf(f"odom_{camera_ns}", base, f.T_odom_base, f.stamp_ns),
+            ]))
+            info = CameraInfo()
+            conv.fill_camera_info_msg(info, f.K, f.rgb.shape[1], f.rgb.shape[0])
+            color, depth = Image(), Image()
+            for m in (info, color, depth):
+                m.header.frame_id = camera_frame
+                conv.fill_stamp(m.header.stamp, f.stamp_ns)
+            conv.fill_image_msg(color, f.rgb, "rgb8")
+            if depth_encoding == "16UC1":
+                mm = np.round(f.depth_m * 1000.0).astype(np.uint16)
+                depth.height, depth.width = mm.shape
+                depth.encoding, depth.step = "16UC1", mm.shape[1] * 2
+                depth.data = mm.tobytes()
+            else:
+                conv.fill_depth_msg(depth, f.depth_m, "32FC1")
+            self.publisher(CameraInfo, f"/{camera_ns}/color/camera_info").publish(info)
+            self.publisher(Image, f"/{camera_ns}/depth/image_raw").publish(depth)
+            self.publisher(Image, f"/{camera_ns}/color/image_raw").publish(color)
+            time.sleep(0.02)
+
+
+def wait_future(future: Any, timeout_s: float) -> Any:
+    end = time.monotonic() + timeout_s
+    while not future.done():
+        assert time.monotonic() < end, "no answer in time"
+        time.sleep(0.005)
+    return future.result()
+
+
+def wait_until(cond: Callable[[], bool], timeout_s: float = 30.0, what: str = "") -> None:
+    end = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    err = (a.astype(np.float64) / 255 - b.astype(np.float64) / 255) ** 2
+    if mask is not None:
+        err = err[mask]
+    return float(10 * np.log10(1.0 / max(float(err.mean()), 1e-12)))
