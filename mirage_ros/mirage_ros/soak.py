@@ -63,16 +63,29 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     width, height = (int(v) for v in args.resolution.lower().split("x"))
     out_dir = Path(args.out).parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    seq = SyntheticSequence(SceneConfig(seed=11, frames=60, width=width, height=height,
-                                        texture_set="test"))
+    seq = SyntheticSequence(
+        SceneConfig(seed=11, frames=60, width=width, height=height, texture_set="test")
+    )
     frames = list(seq)
     import subprocess
     import sys
 
-    node_cmd = [sys.executable, "-m", "mirage_ros.node", "--ros-args",
-                "-p", f"device:={args.device}", "-p", f"memory_dir:={out_dir.resolve()}",
-                "-p", f"memory.max_memory_mb:={args.budget_mb}", "-p", "status_rate_hz:=2.0",
-                "-p", "cloud_period_s:=0.0"]
+    node_cmd = [
+        sys.executable,
+        "-m",
+        "mirage_ros.node",
+        "--ros-args",
+        "-p",
+        f"device:={args.device}",
+        "-p",
+        f"memory_dir:={out_dir.resolve()}",
+        "-p",
+        f"memory.max_memory_mb:={args.budget_mb}",
+        "-p",
+        "status_rate_hz:=2.0",
+        "-p",
+        "cloud_period_s:=0.0",
+    ]
     if args.weights:
         node_cmd += ["-p", f"weights_path:={args.weights}"]
     log = open(out_dir / "soak_node.log", "w")  # noqa: SIM115 - closed below
@@ -90,8 +103,11 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     node.create_subscription(MemoryStatus, "/mirage/status", status.append, 10)
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-    latched = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    latched = QoSProfile(
+        depth=10,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    )
     pub_static = node.create_publisher(TFMessage, "/tf_static", latched)
     pub_tf = node.create_publisher(TFMessage, "/tf", 100)
     pub_info = node.create_publisher(CameraInfo, "/camera/color/camera_info", 10)
@@ -113,8 +129,13 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             conv.fill_transform_msg(t.transform, T)
             return t
 
-        pub_static.publish(TFMessage(transforms=[
-            tf("base_link", "camera_color_optical_frame", frames[0].T_base_camera, 0)]))
+        pub_static.publish(
+            TFMessage(
+                transforms=[
+                    tf("base_link", "camera_color_optical_frame", frames[0].T_base_camera, 0)
+                ]
+            )
+        )
         # Pre-build the camera messages once; stamps are rewritten as time goes on.
         msgs = []
         for f in frames:
@@ -140,16 +161,26 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             loop_t = elapsed % period
             if now >= next_tf:
                 T_map_odom, T_odom_base = seq.poses_at(seq.start_ns + int(loop_t * 1e9))
-                pub_tf.publish(TFMessage(transforms=[tf("map", "odom", T_map_odom, stamp_ns),
-                                                     tf("odom", "base_link", T_odom_base,
-                                                        stamp_ns)]))
+                pub_tf.publish(
+                    TFMessage(
+                        transforms=[
+                            tf("map", "odom", T_map_odom, stamp_ns),
+                            tf("odom", "base_link", T_odom_base, stamp_ns),
+                        ]
+                    )
+                )
                 next_tf += 1.0 / args.tf_hz
             if now >= next_cam:
                 i = int(loop_t * seq.config.camera_rate_hz) % len(frames)
                 T_map_odom, T_odom_base = seq.poses_at(seq.stamps_ns[i])
-                pub_tf.publish(TFMessage(transforms=[tf("map", "odom", T_map_odom, stamp_ns),
-                                                     tf("odom", "base_link", T_odom_base,
-                                                        stamp_ns)]))
+                pub_tf.publish(
+                    TFMessage(
+                        transforms=[
+                            tf("map", "odom", T_map_odom, stamp_ns),
+                            tf("odom", "base_link", T_odom_base, stamp_ns),
+                        ]
+                    )
+                )
                 for m in msgs[i]:
                     conv.fill_stamp(m.header.stamp, stamp_ns)
                 info, rgb, depth = msgs[i]
@@ -179,11 +210,18 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                     calls["save_ok" if ok else "save_failed"] += 1
             if now >= next_sample and status:
                 s = status[-1]
-                samples.append({"t_s": round(elapsed, 2), "memory_bytes": s.memory_bytes,
-                                "budget_bytes": s.budget_bytes, "voxels": s.voxels,
-                                "rss_bytes": _rss_bytes(proc.pid), "queue": s.queue_length,
-                                "integrated": s.frames_integrated,
-                                "dropped_queue_full": s.dropped_queue_full})
+                samples.append(
+                    {
+                        "t_s": round(elapsed, 2),
+                        "memory_bytes": s.memory_bytes,
+                        "budget_bytes": s.budget_bytes,
+                        "voxels": s.voxels,
+                        "rss_bytes": _rss_bytes(proc.pid),
+                        "queue": s.queue_length,
+                        "integrated": s.frames_integrated,
+                        "dropped_queue_full": s.dropped_queue_full,
+                    }
+                )
                 next_sample += 1.0
             time.sleep(0.001)
         end = time.monotonic() + 60
@@ -215,8 +253,12 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     return _report(args, samples, calls, predict_ms)
 
 
-def _report(args: argparse.Namespace, samples: list[dict[str, Any]], calls: dict[str, int],
-            predict_ms: list[float]) -> dict[str, Any]:
+def _report(
+    args: argparse.Namespace,
+    samples: list[dict[str, Any]],
+    calls: dict[str, int],
+    predict_ms: list[float],
+) -> dict[str, Any]:
     if len(samples) < 4:
         raise MirageError("soak: too few status samples (did the node publish ~/status?)")
     half = samples[len(samples) // 2 :]
@@ -225,9 +267,14 @@ def _report(args: argparse.Namespace, samples: list[dict[str, Any]], calls: dict
     budget = samples[-1]["budget_bytes"]
     report = {
         "duration_s": args.duration_s,
-        "load": {"camera_hz": args.camera_hz, "tf_hz": args.tf_hz,
-                 "predict_hz": args.predict_hz, "save_period_s": args.save_period_s,
-                 "resolution": args.resolution, "device": args.device},
+        "load": {
+            "camera_hz": args.camera_hz,
+            "tf_hz": args.tf_hz,
+            "predict_hz": args.predict_hz,
+            "save_period_s": args.save_period_s,
+            "resolution": args.resolution,
+            "device": args.device,
+        },
         "memory_bytes_max": max(mem),
         "budget_bytes": budget,
         "memory_within_budget": max(mem) <= budget,

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-
 from mirage_ros.core.codec import Codec, CodecConfig
 from mirage_ros.core.config import MemoryConfig
 from mirage_ros.core.errors import RequestError
@@ -24,8 +23,9 @@ CAM = "camera"
 
 
 def _predictor() -> Predictor:
-    codec = Codec(CodecConfig(latent_channels=4, encoder_width=8, width=8, inner_width=8,
-                              head_channels=4))
+    codec = Codec(
+        CodecConfig(latent_channels=4, encoder_width=8, width=8, inner_width=8, head_channels=4)
+    )
     memory = LatentSpatialMemory(MemoryConfig(latent_channels=4, device="cpu", voxel_size_m=0.1))
     return Predictor(codec, memory)
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from mirage_ros.core.config import MemoryConfig
 from mirage_ros.core.errors import ConfigError
 from mirage_ros.node_config import LIVE_NODE_PARAMETERS, NodeConfig

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from mirage_ros.core.errors import RequestError
 from mirage_ros.view_requests import confine_path
 

@@ -20,9 +20,20 @@ NODE_NAME = "mirage"
 def start_node(tmp: Path, *params: str, log_name: str = "node.log") -> subprocess.Popen[bytes]:
     """Start mirage_node as its own process (DDS settings inherited from conftest)."""
     assert os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == "LOCALHOST"
-    cmd = [sys.executable, "-m", "mirage_ros.node", "--ros-args",
-           "-p", "device:=cpu", "-p", f"memory_dir:={tmp}", "-p", "transform_wait_s:=5.0",
-           "-p", "status_rate_hz:=5.0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mirage_ros.node",
+        "--ros-args",
+        "-p",
+        "device:=cpu",
+        "-p",
+        f"memory_dir:={tmp}",
+        "-p",
+        "transform_wait_s:=5.0",
+        "-p",
+        "status_rate_hz:=5.0",
+    ]
     for p in params:
         cmd += ["-p", p]
     log = open(tmp / log_name, "ab")  # noqa: SIM115 - owned by the process
@@ -58,9 +69,7 @@ class Client:
         self.status: list[Any] = []
         from mirage_ros_interfaces.msg import MemoryStatus
 
-        self.node.create_subscription(
-            MemoryStatus, f"/{NODE_NAME}/status", self.status.append, 10
-        )
+        self.node.create_subscription(MemoryStatus, f"/{NODE_NAME}/status", self.status.append, 10)
 
     def close(self) -> None:
         self.executor.shutdown()
@@ -81,8 +90,9 @@ class Client:
             qos = QoSProfile(
                 depth=100,
                 reliability=ReliabilityPolicy.RELIABLE,
-                durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else
-                DurabilityPolicy.VOLATILE,
+                durability=DurabilityPolicy.TRANSIENT_LOCAL
+                if latched
+                else DurabilityPolicy.VOLATILE,
             )
             self._pubs[topic] = self.node.create_publisher(msg_type, topic, qos)
         return self._pubs[topic]
@@ -90,9 +100,13 @@ class Client:
     def latest_status(self) -> Any:
         return self.status[-1] if self.status else None
 
-    def publish_frames(self, frames: list[Any], camera_ns: str = "camera",
-                       camera_frame: str = "camera_color_optical_frame",
-                       depth_encoding: str = "16UC1") -> None:
+    def publish_frames(
+        self,
+        frames: list[Any],
+        camera_ns: str = "camera",
+        camera_frame: str = "camera_color_optical_frame",
+        depth_encoding: str = "16UC1",
+    ) -> None:
         """Publish TF (static + dynamic), camera info, color and depth for each frame."""
         from geometry_msgs.msg import TransformStamped
         from sensor_msgs.msg import CameraInfo, Image
@@ -113,10 +127,14 @@ class Client:
             TFMessage(transforms=[tf(base, camera_frame, first.T_base_camera, 0)])
         )
         for f in frames:
-            self.publisher(TFMessage, "/tf").publish(TFMessage(transforms=[
-                tf("map", f"odom_{camera_ns}", f.T_map_odom, f.stamp_ns),
-                tf(f"odom_{camera_ns}", base, f.T_odom_base, f.stamp_ns),
-            ]))
+            self.publisher(TFMessage, "/tf").publish(
+                TFMessage(
+                    transforms=[
+                        tf("map", f"odom_{camera_ns}", f.T_map_odom, f.stamp_ns),
+                        tf(f"odom_{camera_ns}", base, f.T_odom_base, f.stamp_ns),
+                    ]
+                )
+            )
             info = CameraInfo()
             conv.fill_camera_info_msg(info, f.K, f.rgb.shape[1], f.rgb.shape[0])
             color, depth = Image(), Image()

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from mirage_ros.sim import SceneConfig, SyntheticSequence
 
 from .rosutil import Client, start_node, stop_node, wait_until
@@ -17,8 +16,9 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def frames() -> list[Any]:
-    return list(SyntheticSequence(SceneConfig(seed=4, frames=12, width=W, height=H,
-                                              texture_set="test")))
+    return list(
+        SyntheticSequence(SceneConfig(seed=4, frames=12, width=W, height=H, texture_set="test"))
+    )
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +36,19 @@ def test_save_restart_load_gives_identical_prediction(tmp_path: Path, client, fr
         client.client(PredictViews, "predict_views")
         client.status.clear()
         client.publish_frames(frames)
-        wait_until(lambda: (s := client.latest_status()) is not None
-                   and s.frames_integrated >= len(frames) - 1, 120, "frames integrated")
+        wait_until(
+            lambda: (
+                (s := client.latest_status()) is not None and s.frames_integrated >= len(frames) - 1
+            ),
+            120,
+            "frames integrated",
+        )
         req = _request(frames[5:6], virtual_camera=True)
         before = _predict(client, req)
         assert before.success, before.message
-        saved = client.call(client.client(MemoryFile, "save_memory"),
-                            MemoryFile.Request(path="restart.safetensors"))
+        saved = client.call(
+            client.client(MemoryFile, "save_memory"), MemoryFile.Request(path="restart.safetensors")
+        )
         assert saved.success, saved.message
     finally:
         assert stop_node(first) == 0
@@ -68,8 +74,13 @@ def test_two_cameras_are_both_integrated(tmp_path: Path, client, frames) -> None
         client.status.clear()
         client.publish_frames(frames[:6], camera_ns="cam_a", camera_frame="cam_a_optical")
         client.publish_frames(frames[6:], camera_ns="cam_b", camera_frame="cam_b_optical")
-        wait_until(lambda: (s := client.latest_status()) is not None
-                   and s.frames_integrated >= len(frames) - 2, 120, "both cameras integrated")
+        wait_until(
+            lambda: (
+                (s := client.latest_status()) is not None and s.frames_integrated >= len(frames) - 2
+            ),
+            120,
+            "both cameras integrated",
+        )
         assert client.latest_status().dropped_no_transform == 0
     finally:
         stop_node(proc)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-
 from mirage_ros.sim import SceneConfig, SyntheticSequence
 
 from .rosutil import Client, psnr, start_node, stop_node, wait_until
@@ -21,8 +19,9 @@ N_FRAMES = 24
 
 @pytest.fixture(scope="module")
 def frames() -> list[Any]:
-    seq = SyntheticSequence(SceneConfig(seed=3, frames=N_FRAMES, width=W, height=H,
-                                        texture_set="test"))
+    seq = SyntheticSequence(
+        SceneConfig(seed=3, frames=N_FRAMES, width=W, height=H, texture_set="test")
+    )
     return list(seq)
 
 
@@ -42,8 +41,11 @@ def running(tmp_path_factory: pytest.TempPathFactory, client: Client, frames: li
 
     client.client(PredictViews, "predict_views")
     client.publish_frames(frames)
-    wait_until(lambda: (s := client.latest_status()) is not None
-               and s.frames_integrated >= N_FRAMES - 2, 120, "frames integrated")
+    wait_until(
+        lambda: (s := client.latest_status()) is not None and s.frames_integrated >= N_FRAMES - 2,
+        120,
+        "frames integrated",
+    )
     yield proc, tmp
     assert proc.poll() is None, "the node died during the tests"
     stop_node(proc)
@@ -99,7 +101,7 @@ def test_prediction_at_a_visited_pose_matches_the_real_frame(running, client, fr
         assert view.coverage_fraction > 0.6
         assert view.image.encoding == "rgb8" and view.depth.encoding == "32FC1"
         assert view.camera_info.width == W and view.camera_info.height == H
-        assert 0.0 <= conf.min() and conf.max() <= 1.0
+        assert conf.min() >= 0.0 and conf.max() <= 1.0
         assert psnr(rgb, f.rgb, covered) > 20.0
         # the predicted depth agrees with the true depth where the memory has a surface
         rel = np.abs(depth[covered] - f.depth_m[covered]) / f.depth_m[covered]
@@ -143,8 +145,13 @@ def _bad_pose(kind: str) -> Any:
 
 @pytest.mark.parametrize(
     ("kind", "hint"),
-    [("unknown_frame", "no_such_frame"), ("zero_quaternion", "quaternion"),
-     ("unnormalised", "normalised"), ("nan", "finite"), ("empty_frame", "frame_id")],
+    [
+        ("unknown_frame", "no_such_frame"),
+        ("zero_quaternion", "quaternion"),
+        ("unnormalised", "normalised"),
+        ("nan", "finite"),
+        ("empty_frame", "frame_id"),
+    ],
 )
 def test_bad_pose_is_rejected_with_a_message(running, client, frames, kind, hint) -> None:
     before = client.latest_status().voxels
@@ -196,9 +203,13 @@ def test_trajectory_action_streams_one_view_per_pose(running, client, frames) ->
     ac = ActionClient(client.node, PredictTrajectory, "/mirage/predict_trajectory")
     assert ac.wait_for_server(timeout_sec=30)
     feedback: list[Any] = []
-    gh = wait_future(ac.send_goal_async(PredictTrajectory.Goal(path=path, with_depth=True),
-                                        feedback_callback=lambda m: feedback.append(m.feedback)),
-                     60)
+    gh = wait_future(
+        ac.send_goal_async(
+            PredictTrajectory.Goal(path=path, with_depth=True),
+            feedback_callback=lambda m: feedback.append(m.feedback),
+        ),
+        60,
+    )
     assert gh.accepted
     result = wait_future(gh.get_result_async(), 120).result
     assert result.success, result.message
@@ -211,9 +222,11 @@ def test_trajectory_action_streams_one_view_per_pose(running, client, frames) ->
 def test_save_paths_outside_memory_dir_are_refused(running, client) -> None:
     from mirage_ros_interfaces.srv import MemoryFile
 
-    res = client.call(client.client(MemoryFile, "save_memory"),
-                      MemoryFile.Request(path="../escape.safetensors"))
+    res = client.call(
+        client.client(MemoryFile, "save_memory"), MemoryFile.Request(path="../escape.safetensors")
+    )
     assert not res.success and "outside memory_dir" in res.message
-    res = client.call(client.client(MemoryFile, "load_memory"),
-                      MemoryFile.Request(path="missing.safetensors"))
+    res = client.call(
+        client.client(MemoryFile, "load_memory"), MemoryFile.Request(path="missing.safetensors")
+    )
     assert not res.success and "load failed" in res.message
