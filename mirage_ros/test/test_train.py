@@ -154,3 +154,37 @@ def test_ssim_of_identical_images_is_one_and_spearman_sane() -> None:
     a = np.arange(10.0)
     assert spearman(a, a**3) == pytest.approx(1.0)
     assert spearman(a, -a) == pytest.approx(-1.0)
+
+
+def test_evaluate_script_reports_every_metric(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mirage_ros.train.evaluate as ev
+    from mirage_ros.core.codec import save_codec
+
+    def fake_synthetic(seeds, frames, width, height, stride, **_kw):  # type: ignore[no-untyped-def]
+        return [
+            framesets_from_frames(f"wall-{s}", wall_frames(10, width, height), stride)
+            for s in seeds
+        ]
+
+    monkeypatch.setattr(ev, "synthetic_framesets", fake_synthetic)
+    torch.manual_seed(0)
+    codec = Codec(TINY_CODEC)
+    with torch.no_grad():  # non-zero confidence head so the ranks vary
+        for p in codec.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    save_codec(codec, tmp_path / "w.safetensors", {})
+    res = ev.evaluate(
+        str(tmp_path / "w.safetensors"),
+        [1],
+        10,
+        64,
+        48,
+        holdout=3,
+        revisit_age_s=0.15,
+        time_decode=False,
+    )
+    assert res["n_recent_psnr"] + res["n_revisit_psnr"] == 3
+    assert np.isfinite(res["spearman_uncertainty_error"])
+    assert res["protocol"]["texture_set"] == "test"
