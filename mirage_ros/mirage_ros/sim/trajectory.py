@@ -11,6 +11,7 @@ floor) -> ``camera_color_optical_frame`` (z forward, x right, y down).
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -22,6 +23,9 @@ from mirage_ros.sim.layout import LOOP_MARGIN_M, Layout
 from mirage_ros.sim.scene import Door
 
 __all__ = ["T_base_camera_from_config", "Trajectory", "chaikin", "plan_route"]
+
+#: how fast the robot turns on the spot at a U-turn
+TURN_RATE_RAD_S = 0.9
 
 _R_BASE_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 
@@ -110,7 +114,9 @@ def plan_route(layout: Layout, rng: np.random.Generator, length_m: float) -> np.
     """Waypoints (K, 2) of a route at least length_m long that revisits rooms.
 
     Visiting order: new, new, back to an earlier room, new, new, back, ... (cycling when every
-    room has been seen), each visit walking part of the room's loop.
+    room has been seen). The first visit of a room walks its whole loop and on past the entry
+    corner (the robot comes back to where it was, same heading, ~20 s later); later visits walk
+    part of the loop or turn back at once.
     """
     rooms = _Rooms(layout)
     direction = {r: int(rng.choice([-1, 1])) for r in layout.rooms}
@@ -145,7 +151,10 @@ def plan_route(layout: Layout, rng: np.random.Generator, length_m: float) -> np.
     corridor = layout.corridor
     cdoor = {d.b if d.a == corridor else d.a: d for d in layout.doors if corridor in (d.a, d.b)}
     c = layout.spaces[corridor]
-    pts.append(np.array([c.lo[0] + 0.8, (c.lo[1] + c.hi[1]) / 2]))
+    first = rooms.corridor_node(cdoor[visits[0]])
+    first[0] = np.clip(first[0] + rng.choice([-1.5, 1.5]), c.lo[0] + 0.6, c.hi[0] - 0.6)
+    pts.append(first)  # start in the corridor, near the first room
+    seen: set[int] = set()
     current: int | None = None
     entry_edge = 0
     i = 0
@@ -156,8 +165,13 @@ def plan_route(layout: Layout, rng: np.random.Generator, length_m: float) -> np.
         door = direct[0] if direct else cdoor[target]
         if current is not None:
             node_out, edge_out = rooms.node(current, door if direct else cdoor[current])
-            # extra = 1 may be a U-turn (turn away and come back); more walks the loop
-            extra = 1 if rng.random() < 0.2 else int(rng.integers(2, 6))
+            # first visit: a full loop and on, past the entry corner again (a revisit with the
+            # same heading); later visits: a U-turn (turn away and come back) or part of a loop
+            if current not in seen:
+                extra = int(rng.integers(6, 8))
+            else:
+                extra = 1 if rng.random() < 0.25 else int(rng.integers(2, 6))
+            seen.add(current)
             pts.extend(
                 _loop_walk(rooms.corners(current), entry_edge, edge_out, direction[current], extra)
             )
@@ -187,18 +201,7 @@ class Trajectory:
         self.config = config
         self.duration_s = duration_s
         self.waypoints = np.asarray(waypoints, dtype=np.float64)
-        dense = chaikin(self.waypoints, 5)
-        seg = np.linalg.norm(np.diff(dense, axis=0), axis=1)
-        keep = np.concatenate([[True], seg > 1e-9])
-        dense = dense[keep]
-        s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(dense, axis=0), axis=1))])
-        self.length_m = float(s[-1])
-        self.s_grid = np.arange(0.0, self.length_m, 0.01)
-        self.xy_grid = np.stack([np.interp(self.s_grid, s, dense[:, i]) for i in (0, 1)], axis=1)
-        ahead = np.stack([np.interp(self.s_grid + 0.25, s, dense[:, i]) for i in (0, 1)], axis=1)
-        behind = np.stack([np.interp(self.s_grid - 0.25, s, dense[:, i]) for i in (0, 1)], axis=1)
-        tangent = ahead - behind
-        self.heading_grid = np.unwrap(np.arctan2(tangent[:, 1], tangent[:, 0]))
+        self._build_timeline(rng)
         self.look_amp = math.radians(config.look_around_deg)
         self.look_period_s = float(rng.uniform(7.0, 11.0))
         self.look_phase = float(rng.uniform(0.0, 2.0 * math.pi))
@@ -210,21 +213,68 @@ class Trajectory:
         self.odom_xy = (rng.uniform(-0.5, 0.5, size=2), rng.uniform(-0.01, 0.01, size=2))
         self.T_base_camera = T_base_camera_from_config(config)
 
-    def arc_length(self, t_s: np.ndarray) -> np.ndarray:
-        """Distance walked at time t (constant speed, clamped to the path)."""
-        return np.clip(
-            np.asarray(t_s, dtype=np.float64) * self.config.speed_mps, 0.0, self.length_m
-        )
+    def _build_timeline(self, rng: np.random.Generator) -> None:
+        """Tables t -> (x, y, heading): smoothed walking pieces joined by in-place turns.
+
+        The waypoint polyline is cut at cusps (direction reversals, e.g. a U-turn); each piece
+        is smoothed on its own (Chaikin keeps the cusp point), walked at constant speed, and the
+        robot turns on the spot between pieces at TURN_RATE_RAD_S with eased acceleration.
+        """
+        wp = self.waypoints
+        seg = np.diff(wp, axis=0)
+        wp = wp[np.concatenate([[True], np.linalg.norm(seg, axis=1) > 1e-6])]
+        seg = np.diff(wp, axis=0)
+        unit = seg / np.linalg.norm(seg, axis=1, keepdims=True)
+        cos_turn = (unit[1:] * unit[:-1]).sum(axis=1)
+        cusps = [0, *[int(k) + 1 for k in np.flatnonzero(cos_turn < -0.5)], len(wp) - 1]
+        speed = self.config.speed_mps
+        t_parts: list[np.ndarray] = []
+        xy_parts: list[np.ndarray] = []
+        h_parts: list[np.ndarray] = []
+        t_now, h_end = 0.0, None
+        for a, b in itertools.pairwise(cusps):
+            dense = chaikin(wp[a : b + 1], 5)
+            d = np.linalg.norm(np.diff(dense, axis=0), axis=1)
+            dense = dense[np.concatenate([[True], d > 1e-9])]
+            s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(dense, axis=0), axis=1))])
+            s_grid = np.append(np.arange(0.0, s[-1], 0.02), s[-1])
+            xy = np.stack([np.interp(s_grid, s, dense[:, i]) for i in (0, 1)], axis=1)
+            ahead = np.stack([np.interp(s_grid + 0.25, s, dense[:, i]) for i in (0, 1)], axis=1)
+            behind = np.stack([np.interp(s_grid - 0.25, s, dense[:, i]) for i in (0, 1)], axis=1)
+            tangent = ahead - behind
+            heading = np.unwrap(np.arctan2(tangent[:, 1], tangent[:, 0]))
+            if h_end is not None:  # turn on the spot from h_end to this piece's heading
+                delta = (heading[0] - h_end + math.pi) % (2.0 * math.pi) - math.pi
+                if abs(delta) > math.pi - 0.05:
+                    delta = math.pi * float(rng.choice([-1.0, 1.0]))
+                heading = heading - heading[0] + h_end + delta
+                turn_s = abs(delta) / TURN_RATE_RAD_S
+                n = max(2, math.ceil(turn_s * 20))
+                j = np.arange(1, n) / n
+                t_parts.append(t_now + j * turn_s)
+                xy_parts.append(np.repeat(xy[:1], n - 1, axis=0))
+                h_parts.append(h_end + delta * 0.5 * (1.0 - np.cos(math.pi * j)))
+                t_now += turn_s
+            t_parts.append(t_now + s_grid / speed)
+            xy_parts.append(xy)
+            h_parts.append(heading)
+            t_now = float(t_parts[-1][-1]) + 1e-3
+            h_end = float(heading[-1])
+        self.t_table = np.concatenate(t_parts)  # (M,) seconds, increasing
+        self.xy_table = np.concatenate(xy_parts)  # (M, 2) metres
+        self.heading_table = np.concatenate(h_parts)  # (M,) radians, continuous
+        self.xy_grid = self.xy_table  # the walked path every <= 2 cm (clearance checks)
+        self.length_m = float(np.linalg.norm(np.diff(self.xy_table, axis=0), axis=1).sum())
 
     def position_xy(self, t_s: np.ndarray) -> np.ndarray:
-        """(N,) seconds -> (N, 2) base position in map."""
-        s = self.arc_length(np.atleast_1d(t_s))
-        return np.stack([np.interp(s, self.s_grid, self.xy_grid[:, i]) for i in (0, 1)], axis=1)
+        """(N,) seconds -> (N, 2) base position in map (holds the last pose past the end)."""
+        t = np.atleast_1d(np.asarray(t_s, dtype=np.float64))
+        return np.stack([np.interp(t, self.t_table, self.xy_table[:, i]) for i in (0, 1)], axis=1)
 
     def yaw(self, t_s: np.ndarray) -> np.ndarray:
         """(N,) seconds -> (N,) base yaw in map, radians (continuous, not wrapped)."""
         t = np.atleast_1d(np.asarray(t_s, dtype=np.float64))
-        yaw = np.interp(self.arc_length(t), self.s_grid, self.heading_grid)
+        yaw = np.interp(t, self.t_table, self.heading_table)
         yaw = yaw + self.look_amp * np.sin(2.0 * math.pi * t / self.look_period_s + self.look_phase)
         for t0, amp in zip(self.back_t, self.back_amp, strict=True):
             u = np.clip((t - t0) / self.back_dur_s, 0.0, 1.0)
