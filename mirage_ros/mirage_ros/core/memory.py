@@ -342,17 +342,20 @@ class LatentSpatialMemory:
             size_m=self.config.voxel_size_m,
         )
         cov = hits.index >= 0
-        slot = live[hits.index.clamp(min=0)] if live.numel() > 0 else hits.index.clamp(min=0)
         B, C = Kb.shape[0], self.config.latent_channels
-        lat = torch.zeros(B, height, width, C, dtype=torch.float32, device=self.device)
-        wgt = torch.zeros(B, height, width, dtype=torch.float32, device=self.device)
-        age = torch.full((B, height, width), float("nan"), dtype=torch.float32, device=self.device)
-        if bool(cov.any()):
-            s = slot[cov]
-            lat[cov] = self.latents[s].float()
-            wgt[cov] = self.weights[s]
+        if live.numel() == 0:
+            lat = torch.zeros(B, height, width, C, dtype=torch.float32, device=self.device)
+            wgt = torch.zeros(B, height, width, dtype=torch.float32, device=self.device)
+            age = torch.full_like(wgt, float("nan"))
+        else:
+            # gather for every pixel (cheap, no boolean scatter), then mask the empty ones
+            slot = live[hits.index.clamp(min=0)]
+            covf = cov.to(torch.float32)
+            lat = self.latents[slot].float() * covf[..., None]
+            wgt = self.weights[slot] * covf
             newest = self.newest_stamp_ns if self.newest_stamp_ns is not None else 0
-            age[cov] = ((newest - self.stamps[s]).to(torch.float64) * 1e-9).to(torch.float32)
+            age_all = ((newest - self.stamps[slot]).to(torch.float64) * 1e-9).to(torch.float32)
+            age = torch.where(cov, age_all, torch.full_like(age_all, float("nan")))
         return RenderResult(
             latents=lat.permute(0, 3, 1, 2).contiguous(),
             depth_m=hits.depth_m,

@@ -29,6 +29,8 @@ from mirage_ros.core.geometry import invert_pose
 __all__ = ["ZBufferResult", "zbuffer_splat"]
 
 _LOW32 = 0xFFFFFFFF
+#: views are processed in chunks so that views x points stays below this
+_MAX_BATCH_ELEMS = 1 << 24
 
 
 @dataclass
@@ -64,6 +66,20 @@ def zbuffer_splat(
     """
     device = points_world.device
     B = K.shape[0]
+    n_pts = points_world.shape[0]
+    if B > 1 and B * n_pts > _MAX_BATCH_ELEMS:  # bound the (B, N, 3) temporaries
+        step = max(1, _MAX_BATCH_ELEMS // max(n_pts, 1))
+        parts = [
+            zbuffer_splat(
+                points_world, point_ids, K[i : i + step], T_world_camera[i : i + step],
+                height=height, width=width, near_m=near_m, max_radius_px=max_radius_px,
+                size_m=size_m,
+            )
+            for i in range(0, B, step)
+        ]  # fmt: skip
+        return ZBufferResult(
+            torch.cat([p.index for p in parts]), torch.cat([p.depth_m for p in parts])
+        )
     hw = height * width
     index = torch.full((B, height, width), -1, dtype=torch.int64, device=device)
     depth = torch.full((B, height, width), float("nan"), dtype=torch.float32, device=device)

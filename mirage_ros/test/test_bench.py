@@ -1,0 +1,51 @@
+"""`mirage bench` quick mode: writes a complete JSON report for the three memories."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from mirage_ros.core.errors import ConfigError
+
+from mirage_ros import bench
+
+
+def _args(tmp_path: Path, **kw: object) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(
+        ["--device", "cpu", "--out", str(tmp_path / "b.json"), "--threads", "1"]
+    )
+    for k, v in kw.items():
+        setattr(args, k, v)
+    return args
+
+
+def test_quick_bench_writes_all_memories_and_ratios(tmp_path: Path) -> None:
+    args = _args(tmp_path, quick=True, frames=12, lap_frames=6, channels=4)
+    args.resolution = "64x48"
+    assert bench.run(args) == 0
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert set(report["memories"]) == {"ours", "append_latent_cloud", "pixel_cloud"}
+    for m in report["memories"].values():
+        assert m["integrate_ms"]["count"] > 0
+        assert {"640x480", "320x240", "batched16_640x480"} <= set(m["render_ms"])
+        assert m["bytes_curve"][-1]["frames"] == 12
+    assert report["ratios_at_final_frames"]["pixel_cloud_over_ours"] > 1.0
+
+
+def test_bench_stream_revisits_the_same_places() -> None:
+    s = bench.BenchStream(32, 24, 4, 4, lap_frames=10, device=torch.device("cpu"))
+    a, b = s.frame(3), s.frame(13)  # same lap position, one lap later
+    assert torch.allclose(a["T"][:3, :3], b["T"][:3, :3])
+    assert float((a["T"][:3, 3] - b["T"][:3, 3]).norm()) < 0.5
+    assert a["latents"].shape == (4, 6, 8) and a["depth_latent"].shape == (6, 8)
+    assert bool(torch.isfinite(a["depth"]).all())
+
+
+def test_bench_refuses_bad_resolution(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        bench.run(_args(tmp_path, resolution="wide"))
