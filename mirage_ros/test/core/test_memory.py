@@ -131,6 +131,18 @@ def test_batched_render_equals_per_view_renders() -> None:
         assert torch.equal(batched.age_s[i].nan_to_num(-1), single.age_s[0].nan_to_num(-1))
 
 
+def test_batched_render_in_view_chunks_equals_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mirage_ros.core import zbuffer
+
+    mem = filled(LatentSpatialMemory(cfg()))
+    Ts = torch.stack([orbit(i, 5) for i in range(5)])
+    whole = mem.render(K, Ts, H, W)
+    monkeypatch.setattr(zbuffer, "_MAX_BATCH_ELEMS", mem.num_voxels * 2)  # chunks of 2 views
+    chunked = mem.render(K, Ts, H, W)
+    assert torch.equal(whole.latents, chunked.latents)
+    assert torch.equal(whole.depth_m.nan_to_num(-1), chunked.depth_m.nan_to_num(-1))
+
+
 def test_splat_footprint_closes_holes_of_near_surfaces() -> None:
     mem0 = LatentSpatialMemory(cfg(splat_radius_px=0, carve_free_space=False))
     mem1 = LatentSpatialMemory(cfg(splat_radius_px=2, carve_free_space=False))
