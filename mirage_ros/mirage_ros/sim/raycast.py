@@ -65,11 +65,19 @@ def _safe_inverse(d: np.ndarray) -> np.ndarray:
 
 
 def _slab(lo_rel: np.ndarray, hi_rel: np.ndarray, inv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Entry and exit t of rays (…, 3 inverse directions) through one box (relative bounds)."""
-    t0 = lo_rel.astype(np.float32) * inv
-    t1 = hi_rel.astype(np.float32) * inv
-    t_near = np.minimum(t0, t1).max(axis=-1)
-    t_far = np.maximum(t0, t1).min(axis=-1)
+    """Entry and exit t of rays through one box.
+
+    lo_rel, hi_rel: (3,) box corners relative to the camera centre; inv: (3, ...) inverse ray
+    directions, one plane per axis. Returns t_near, t_far of shape (...).
+    """
+    t_near = t_far = None
+    for k in range(3):
+        t0 = np.float32(lo_rel[k]) * inv[k]
+        t1 = np.float32(hi_rel[k]) * inv[k]
+        lo_k, hi_k = np.minimum(t0, t1), np.maximum(t0, t1)
+        t_near = lo_k if t_near is None else np.maximum(t_near, lo_k)
+        t_far = hi_k if t_far is None else np.minimum(t_far, hi_k)
+    assert t_near is not None and t_far is not None
     return t_near, t_far
 
 
@@ -110,7 +118,7 @@ def cast(
     -1 = none; rays (H, W, 3) float32)."""
     K, T = _check(K, T_world_camera, width, height)
     rays = _rays(K, T, width, height)
-    inv = _safe_inverse(rays)
+    inv = np.ascontiguousarray(_safe_inverse(rays).transpose(2, 0, 1))  # (3, H, W)
     best = np.full((height, width), np.inf, dtype=np.float32)
     box = np.full((height, width), -1, dtype=np.int64)
     origin = T[:3, 3]
@@ -119,7 +127,7 @@ def cast(
         if rect is None:
             continue
         r0, r1, c0, c1 = rect
-        t_near, t_far = _slab(scene.lo[i] - origin, scene.hi[i] - origin, inv[r0:r1, c0:c1])
+        t_near, t_far = _slab(scene.lo[i] - origin, scene.hi[i] - origin, inv[:, r0:r1, c0:c1])
         b = best[r0:r1, c0:c1]
         hit = (t_near > _EPS_T) & (t_near <= t_far) & (t_near < b)
         b[hit] = t_near[hit]
@@ -139,7 +147,7 @@ def cast_reference(
     """Slow obvious version of :func:`cast`: every ray against every box, no culling."""
     K, T = _check(K, T_world_camera, width, height)
     rays = _rays(K, T, width, height)
-    inv = _safe_inverse(rays)
+    inv = np.ascontiguousarray(_safe_inverse(rays).transpose(2, 0, 1))  # (3, H, W)
     best = np.full((height, width), np.inf, dtype=np.float32)
     box = np.full((height, width), -1, dtype=np.int64)
     active = scene.active(stamp_ns)
@@ -162,7 +170,11 @@ def shade(
     box: np.ndarray,
     rays: np.ndarray,
 ) -> np.ndarray:
-    """Colour of every hit: texture x (ambient + sun + ceiling light of the space). (H, W, 3) u8."""
+    """Colour of every hit: texture x (ambient + sun + ceiling light of the space).
+
+    depth: (H, W) float32, box: (H, W) int64 (-1 = no hit), rays: (H, W, 3) float32 as
+    returned by :func:`cast`. Returns (H, W, 3) uint8. Works on (N,) planes, one per axis.
+    """
     height, width = depth.shape
     rgb = np.zeros((height * width, 3), dtype=np.float32)
     sel = np.flatnonzero(box.reshape(-1) >= 0)
@@ -170,51 +182,53 @@ def shade(
         return rgb.reshape(height, width, 3).astype(np.uint8)
     b = box.reshape(-1)[sel]
     t = depth.reshape(-1)[sel]
-    d = rays.reshape(-1, 3)[sel]
-    origin = np.asarray(T_world_camera, dtype=np.float64)[:3, 3].astype(np.float32)
-    p = origin[None] + d * t[:, None]  # (N, 3) world hit points
+    flat = rays.reshape(-1, 3)
+    d = [np.ascontiguousarray(flat[sel, k]) for k in range(3)]
+    origin = np.asarray(T_world_camera, dtype=np.float64)[:3, 3]
+    p = [np.float32(origin[k]) + d[k] * t for k in range(3)]  # world hit points
     # entering face: the axis whose slab entry is the latest
-    inv = _safe_inverse(d)
-    lo = (scene.lo[b] - origin).astype(np.float32)
-    hi = (scene.hi[b] - origin).astype(np.float32)
-    axis = np.minimum(lo * inv, hi * inv).argmax(axis=1)
-    ar = np.arange(sel.size)
-    positive = d[ar, axis] < 0  # ray going to -axis hits the +axis face
+    entry = []
+    for k in range(3):
+        inv = np.float32(1.0) / np.where(np.abs(d[k]) < 1e-12, np.float32(1e-12), d[k])
+        lo_k = (scene.lo[:, k] - origin[k]).astype(np.float32)[b]
+        hi_k = (scene.hi[:, k] - origin[k]).astype(np.float32)[b]
+        entry.append(np.minimum(lo_k * inv, hi_k * inv))
+    axis = np.where(entry[1] > entry[0], 1, 0)
+    axis = np.where(entry[2] > np.maximum(entry[0], entry[1]), 2, axis)
+    d_axis = np.where(axis == 0, d[0], np.where(axis == 1, d[1], d[2]))
+    positive = d_axis < 0  # a ray going to -axis hits the +axis face
+    sign = np.where(positive, np.float32(1.0), np.float32(-1.0))
     face = 2 * axis + positive
-    material = scene.materials[b, face]
-    normal = np.zeros_like(p)
-    normal[ar, axis] = np.where(positive, 1.0, -1.0)
+    bf = b * 6 + face
+    material = scene.materials.reshape(-1)[bf]
     # surface coordinates in metres (v points down on walls so photos stand upright)
-    u = np.where(axis == 0, p[:, 1], p[:, 0])
-    v = np.where(axis == 2, p[:, 1], -p[:, 2])
-    u = np.where((axis == 0) & ~positive, -u, u)
-    u = np.where((axis == 1) & positive, -u, u)
-    dist = np.linalg.norm(d, axis=1) * t
-    cos_in = np.abs(d[ar, axis]) / np.maximum(np.linalg.norm(d, axis=1), 1e-9)
+    u = np.where(axis == 0, p[1], p[0])
+    u = np.where(((axis == 0) & ~positive) | ((axis == 1) & positive), -u, u)
+    v = np.where(axis == 2, p[1], -p[2])
+    norm = np.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
+    cos_in = np.abs(d_axis) / np.maximum(norm, 1e-9)
     footprint = (t / np.float32(K[0, 0])) / np.sqrt(np.maximum(cos_in, 0.05))
     albedo = scene.library.sample(material, u, v, footprint.astype(np.float32))
-    light = np.full(sel.size, scene.ambient, dtype=np.float32)
-    light += 0.2 * np.maximum(normal @ scene.light_dir.astype(np.float32), 0.0)
-    space = scene.space_index(p[:, :2])
-    inside = space >= 0
-    if inside.any():
+    sun = scene.light_dir.astype(np.float32)[axis] * sign
+    light = np.float32(scene.ambient) + np.float32(0.2) * np.maximum(sun, 0.0)
+    light_rgb = np.repeat(light[:, None], 3, axis=1)
+    space = scene.face_space.reshape(-1)[bf]  # the room or corridor the surface faces
+    inside = np.flatnonzero(space >= 0)
+    if inside.size:
         sp = space[inside]
-        q = p[inside]
-        lamp = np.empty_like(q)
-        lo_s, hi_s = scene.space_lo[sp], scene.space_hi[sp]
-        half = np.maximum((hi_s - lo_s) / 2 - 1.0, 0.0)
-        mid = (hi_s + lo_s) / 2
-        lamp[:, :2] = np.clip(q[:, :2], mid - half, mid + half)
-        lamp[:, 2] = scene.height_m - 0.15
-        to_lamp = lamp - q
-        r = np.maximum(np.linalg.norm(to_lamp, axis=1), 1e-3)
-        lam = np.maximum((normal[inside] * to_lamp).sum(axis=1) / r, 0.0)
-        gain = scene.lamp_power[sp] * 0.75 * lam / (1.0 + (r / 2.5) ** 2)
-        light_rgb = light[:, None] * np.ones((1, 3), dtype=np.float32)
+        to_lamp = []
+        for k in range(2):
+            mid, half = scene.lamp_mid[sp, k], scene.lamp_half[sp, k]
+            q = p[k][inside]
+            to_lamp.append(np.clip(q, mid - half, mid + half) - q)
+        to_lamp.append(np.float32(scene.height_m - 0.15) - p[2][inside])
+        r2 = to_lamp[0] ** 2 + to_lamp[1] ** 2 + to_lamp[2] ** 2
+        r = np.maximum(np.sqrt(r2), 1e-3)
+        ax = axis[inside]
+        facing = np.where(ax == 0, to_lamp[0], np.where(ax == 1, to_lamp[1], to_lamp[2]))
+        lam = np.maximum(sign[inside] * facing / r, 0.0)
+        gain = scene.lamp_power[sp] * np.float32(0.75) * lam / (1.0 + r2 / np.float32(6.25))
         light_rgb[inside] += gain[:, None] * scene.lamp_tint[sp]
-    else:
-        light_rgb = light[:, None] * np.ones((1, 3), dtype=np.float32)
-    _ = dist
     rgb[sel] = albedo * light_rgb
     out = np.clip(rgb * 255.0 + 0.5, 0.0, 255.0).astype(np.uint8)
     return out.reshape(height, width, 3)

@@ -100,6 +100,18 @@ class Scene:
         self.space_hi = np.asarray([s.hi for s in self.spaces], dtype=np.float64).reshape(-1, 2)
         self.lamp_tint = np.asarray([s.lamp_tint for s in self.spaces], np.float32).reshape(-1, 3)
         self.lamp_power = np.asarray([s.lamp_power for s in self.spaces], np.float32)
+        # each space's ceiling light: a rectangle 1 m inside its walls (nearest point is used)
+        self.lamp_mid = ((self.space_lo + self.space_hi) / 2).astype(np.float32)
+        self.lamp_half = np.maximum((self.space_hi - self.space_lo) / 2 - 1.0, 0.0).astype(
+            np.float32
+        )
+        # the space each face looks into (-1: none, e.g. a door jamb or an outer wall)
+        centre = (self.lo + self.hi) / 2
+        probes = np.repeat(centre[:, None], 6, axis=1)  # (B, 6, 3)
+        for f in range(6):
+            axis, positive = divmod(f, 2)
+            probes[:, f, axis] = self.hi[:, axis] + 0.02 if positive else self.lo[:, axis] - 0.02
+        self.face_space = self.space_index(probes[..., :2].reshape(-1, 2)).reshape(-1, 6)
 
     def __len__(self) -> int:
         return len(self.boxes)

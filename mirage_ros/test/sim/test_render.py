@@ -127,3 +127,29 @@ def test_config_refuses_bad_values() -> None:
     ):
         with pytest.raises(ConfigError):
             SceneConfig(**kw)  # type: ignore[arg-type]
+
+
+def test_frames_are_identical_across_processes() -> None:
+    """Same seed -> same bytes, whatever the interpreter's hash seed."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib\n"
+        "from mirage_ros.sim import SceneConfig, SyntheticSequence\n"
+        "s = SyntheticSequence(SceneConfig(seed=4, width=32, height=24, texture_px=32, frames=50,"
+        " event='move'))\n"
+        "h = hashlib.sha256()\n"
+        "for i in (0, 25, 49):\n"
+        "    f = s[i]\n"
+        "    h.update(f.rgb.tobytes() + f.depth_m.tobytes() + f.T_world_camera.tobytes())\n"
+        "print(h.hexdigest())\n"
+    )
+    namespace: dict[str, str] = {}
+    exec(code.replace("print(h.hexdigest())", "digest = h.hexdigest()"), namespace)
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == namespace["digest"]
