@@ -17,6 +17,7 @@ every one of them), flagged ``"measured": false`` in the curve.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import platform
@@ -251,6 +252,13 @@ def run_bench(
     report_mem: dict[str, dict[str, Any]] = {}
     for name, mem in (("ours", ours), ("append_latent_cloud", append), ("pixel_cloud", pixel)):
         entry: dict[str, Any] = {"integrate_ms": _pct(t_int[name]), "bytes_curve": curve[name]}
+        # integrate cost between consecutive checkpoints: flat means no growth with frames
+        bounds = [0] + [c["frames"] for c in curve[name]]
+        entry["integrate_ms_by_window"] = [
+            {"frames": [lo, hi], **_pct(t_int[name][lo:hi])}
+            for lo, hi in itertools.pairwise(bounds)
+            if lo < len(t_int[name])
+        ]
         renders: dict[str, Any] = {}
         for label, (gw, gh) in grids.items():
             s = 1 if name == "pixel_cloud" else stride

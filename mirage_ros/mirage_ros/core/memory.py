@@ -238,6 +238,7 @@ class LatentSpatialMemory:
         frame = prepare_frame(
             latents, depth_m, K, T_world_camera, stamp_ns, config=cfg, device=self.device
         )
+        self.last_camera_position = frame.T_world_camera[:3, 3].to(torch.float32).clone()
         cells = frame_cells(frame, cfg)
         stats = IntegrateStats(cells_valid=cells.num_cells)
         slots = self.index.lookup(cells.keys, self.keys)
@@ -252,7 +253,6 @@ class LatentSpatialMemory:
         self.frames_integrated += 1
         if self.newest_stamp_ns is None or frame.stamp_ns > self.newest_stamp_ns:
             self.newest_stamp_ns = frame.stamp_ns
-        self.last_camera_position = frame.T_world_camera[:3, 3].to(torch.float32).clone()
         return stats
 
     def _fuse(self, upd: Tensor, cells: FrameCells, found: Tensor, stamp_ns: int) -> None:
