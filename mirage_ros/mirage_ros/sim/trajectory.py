@@ -24,6 +24,9 @@ from mirage_ros.sim.scene import Door
 
 __all__ = ["T_base_camera_from_config", "Trajectory", "chaikin", "plan_route"]
 
+#: the route runs this far past the last frame, so smoothing near its end never reaches a frame
+#: (a longer sequence of the same seed then starts with exactly the same poses)
+ROUTE_MARGIN_M = 6.0
 #: how fast the robot turns on the spot at a U-turn
 TURN_RATE_RAD_S = 0.9
 
@@ -111,7 +114,7 @@ def _loop_walk(
 
 
 def plan_route(layout: Layout, rng: np.random.Generator, length_m: float) -> np.ndarray:
-    """Waypoints (K, 2) of a route at least length_m long that revisits rooms.
+    """Waypoints (K, 2) of a route at least length_m + ROUTE_MARGIN_M long that revisits rooms.
 
     Visiting order: new, new, back to an earlier room, new, new, back, ... (cycling when every
     room has been seen). The first visit of a room walks its whole loop and on past the entry
@@ -131,7 +134,7 @@ def plan_route(layout: Layout, rng: np.random.Generator, length_m: float) -> np.
         r = layout.rooms[0]
         corners, k, d = rooms.corners(r), 0, direction[r]
         pts.append(corners[0])
-        while length() < length_m:
+        while length() < length_m + ROUTE_MARGIN_M:
             k = (k + d) % 4
             pts.append(corners[k])
             if rng.random() < 0.15:
@@ -158,7 +161,7 @@ def plan_route(layout: Layout, rng: np.random.Generator, length_m: float) -> np.
     current: int | None = None
     entry_edge = 0
     i = 0
-    while length() < length_m:
+    while length() < length_m + ROUTE_MARGIN_M:
         target = visits[i % len(visits)]
         i += 1
         direct = [d for d in layout.doors if {d.a, d.b} == {current, target}]
@@ -201,16 +204,26 @@ class Trajectory:
         self.config = config
         self.duration_s = duration_s
         self.waypoints = np.asarray(waypoints, dtype=np.float64)
-        self._build_timeline(rng)
+        # a fixed number of draws, then child streams: a longer sequence of the same seed
+        # starts with exactly the same poses (its frames are a superset)
         self.look_amp = math.radians(config.look_around_deg)
         self.look_period_s = float(rng.uniform(7.0, 11.0))
         self.look_phase = float(rng.uniform(0.0, 2.0 * math.pi))
-        n_back = max(1, int(duration_s // 25.0))
-        self.back_t = np.sort(rng.uniform(3.0, max(4.0, duration_s - 8.0), size=n_back))
-        self.back_amp = rng.uniform(1.7, 2.8, size=n_back) * rng.choice([-1.0, 1.0], size=n_back)
-        self.back_dur_s = 6.0
         self.odom_yaw = (float(rng.uniform(-0.1, 0.1)), float(rng.uniform(-2e-3, 2e-3)))
         self.odom_xy = (rng.uniform(-0.5, 0.5, size=2), rng.uniform(-0.01, 0.01, size=2))
+        rng_turns = np.random.default_rng(int(rng.integers(2**62)))
+        rng_back = np.random.default_rng(int(rng.integers(2**62)))
+        self._build_timeline(rng_turns)
+        # look-backs: the robot turns away (~100-160 deg) and back over back_dur_s, every ~25 s
+        self.back_dur_s = 6.0
+        back_t, back_amp = [], []
+        t = float(rng_back.uniform(3.0, 13.0))
+        while t < duration_s:
+            back_t.append(t)
+            back_amp.append(float(rng_back.uniform(1.7, 2.8) * rng_back.choice([-1.0, 1.0])))
+            t += float(rng_back.uniform(18.0, 32.0))
+        self.back_t = np.asarray(back_t)
+        self.back_amp = np.asarray(back_amp)
         self.T_base_camera = T_base_camera_from_config(config)
 
     def _build_timeline(self, rng: np.random.Generator) -> None:

@@ -118,7 +118,7 @@ def _build(config: SceneConfig, attempt: int) -> Scene:
     scene.light_dir = light / np.linalg.norm(light)
     scene.ambient = float(rng.uniform(0.3, 0.42))
     duration = _duration_s(config)
-    route = plan_route(layout, np.random.default_rng([*seed, 3]), config.speed_mps * duration + 1.0)
+    route = plan_route(layout, np.random.default_rng([*seed, 3]), config.speed_mps * duration)
     traj = Trajectory(config, route, np.random.default_rng([*seed, 4]), duration)
     scene.trajectory = traj
     if config.event != "none":

@@ -87,3 +87,11 @@ def test_chaikin_keeps_endpoints_and_stays_in_the_hull() -> None:
         and out[:, 1].min() >= 0
         and out[:, 1].max() <= 1
     )
+
+
+@pytest.mark.parametrize("kind", ["apartment", "room"])
+def test_a_longer_sequence_of_the_same_seed_starts_with_the_same_poses(kind: str) -> None:
+    short = SyntheticSequence(small_config(seed=6, kind=kind, frames=150))
+    long = SyntheticSequence(small_config(seed=6, kind=kind, frames=1200))
+    np.testing.assert_array_equal(short.poses(), long.poses()[:150])
+    assert short.stamps_ns == long.stamps_ns[:150]
