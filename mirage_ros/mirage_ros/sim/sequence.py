@@ -25,7 +25,7 @@ FRAME_IDS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Frame:
     """One rendered camera frame with its exact poses (world = ``map``)."""
 
