@@ -6,7 +6,7 @@ Topics (frame ids in :data:`mirage_ros.sim.FRAME_IDS`):
 topic                           type                          notes
 ==============================  ============================  ===============================
 /tf                             tf2_msgs/msg/TFMessage        map->odom, odom->base_link at
-                                                              ``tf_rate_hz``, from 0.1 s before
+                                                              ``tf_rate_hz``, from >= 0.1 s before
                                                               the first image to 0.1 s after
 /tf_static                      tf2_msgs/msg/TFMessage        base_link->camera optical frame,
                                                               once, transient-local (latched)
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import math
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,7 +37,7 @@ from transforms3d.quaternions import mat2quat
 
 from mirage_ros.core.errors import ConfigError
 from mirage_ros.sim.config import SceneConfig
-from mirage_ros.sim.sequence import FRAME_IDS, SyntheticSequence
+from mirage_ros.sim.sequence import FRAME_IDS, Frame, SyntheticSequence
 
 __all__ = ["DEPTH_ENCODINGS", "STORAGES", "TOPICS", "add_arguments", "run", "write_bag"]
 
@@ -187,15 +188,23 @@ def _qos(latched: bool) -> list[Any]:
     ]
 
 
-def _events(sequence: SyntheticSequence) -> Iterator[tuple[int, int, str, int]]:
+def _events(
+    sequence: SyntheticSequence, depth_offset_ns: int
+) -> Iterator[tuple[int, int, str, int]]:
     """(stamp_ns, order, kind, index) of every message, in stamp order."""
     cfg = sequence.config
-    start = sequence.start_ns - _TF_MARGIN_NS
-    n_tf = int((sequence.end_ns + _TF_MARGIN_NS - start) * cfg.tf_rate_hz // 1_000_000_000) + 1
+    # TF starts a whole number of TF periods before the first image (so image stamps fall on
+    # TF stamps when the rates divide) and covers every image, depth included
+    period_ns = 1e9 / cfg.tf_rate_hz
+    lead_ns = _TF_MARGIN_NS + max(0, -depth_offset_ns)
+    start = sequence.start_ns - round(math.ceil(lead_ns / period_ns) * period_ns)
+    end = max(sequence.end_ns, sequence.end_ns + depth_offset_ns) + _TF_MARGIN_NS
+    n_tf = int((end - start) * cfg.tf_rate_hz // 1_000_000_000) + 1
     tf = ((start + round(k * 1e9 / cfg.tf_rate_hz), 1, "tf", k) for k in range(n_tf))
-    cam = ((s, 2, "frame", i) for i, s in enumerate(sequence.stamps_ns))
+    rgb = ((s, 2, "rgb", i) for i, s in enumerate(sequence.stamps_ns))
+    depth = ((s + depth_offset_ns, 3, "depth", i) for i, s in enumerate(sequence.stamps_ns))
     yield (start, 0, "tf_static", 0)
-    yield from heapq.merge(tf, cam)
+    yield from heapq.merge(tf, rgb, depth)
 
 
 def write_bag(
@@ -252,10 +261,8 @@ def write_bag(
         def put(key: str, stamp_ns: int, msg: object) -> None:
             writer.write(conns[key], stamp_ns, msgs.serialize(msg, TYPES[key]))
 
-        pending_depth: list[tuple[int, int, np.ndarray]] = []  # (stamp, index, depth)
-        for stamp, _, kind, index in _events(sequence):
-            while pending_depth and pending_depth[0][0] <= stamp:
-                _flush_depth(put, msgs, heapq.heappop(pending_depth), cfg, sequence, depth_encoding)
+        frames: dict[int, Frame] = {}  # rendered, waiting for their other image
+        for stamp, _, kind, index in _events(sequence, depth_offset_ns):
             if kind == "tf_static":
                 T = sequence.T_base_camera
                 put(
@@ -276,32 +283,20 @@ def write_bag(
                     ),
                 )
             else:
-                frame = sequence[index]
-                put("rgb", stamp, msgs.image(stamp, ids["camera"], frame.rgb, "rgb8"))
-                put(
-                    "rgb_info",
-                    stamp,
-                    msgs.camera_info(stamp, ids["camera"], frame.K, cfg.width, cfg.height),
-                )
-                heapq.heappush(pending_depth, (stamp + depth_offset_ns, index, frame.depth_m))
-                if progress is not None:
-                    progress(index)
-        while pending_depth:
-            _flush_depth(put, msgs, heapq.heappop(pending_depth), cfg, sequence, depth_encoding)
-
-
-def _flush_depth(
-    put: Callable[[str, int, object], None],
-    msgs: _Msgs,
-    item: tuple[int, int, np.ndarray],
-    cfg: SceneConfig,
-    sequence: SyntheticSequence,
-    encoding: str,
-) -> None:
-    stamp, _, depth = item
-    frame_id = FRAME_IDS["camera"]
-    put("depth", stamp, msgs.image(stamp, frame_id, depth_image(depth, encoding), encoding))
-    put("depth_info", stamp, msgs.camera_info(stamp, frame_id, sequence.K, cfg.width, cfg.height))
+                frame = frames.pop(index, None)
+                if frame is None:
+                    frame = frames[index] = sequence[index]
+                cam = ids["camera"]
+                info = msgs.camera_info(stamp, cam, frame.K, cfg.width, cfg.height)
+                if kind == "rgb":
+                    put("rgb", stamp, msgs.image(stamp, cam, frame.rgb, "rgb8"))
+                    put("rgb_info", stamp, info)
+                else:
+                    img = depth_image(frame.depth_m, depth_encoding)
+                    put("depth", stamp, msgs.image(stamp, cam, img, depth_encoding))
+                    put("depth_info", stamp, info)
+                    if progress is not None:
+                        progress(index)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

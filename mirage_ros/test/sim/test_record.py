@@ -112,12 +112,24 @@ def test_tf_static_is_transient_local_in_rosbag2_metadata(
     assert qos["/tf"][0].durability == QosDurability.VOLATILE
 
 
-def test_depth_offset_shifts_only_depth_stamps(tmp_path: Path, seq: SyntheticSequence) -> None:
-    write_bag(seq, tmp_path / "b", storage="mcap", depth_offset_ns=7_000_000)
+@pytest.mark.parametrize("offset_ns", [7_000_000, -13_000_000])
+def test_depth_offset_shifts_only_depth_stamps_and_the_bag_stays_in_time_order(
+    tmp_path: Path, seq: SyntheticSequence, offset_ns: int
+) -> None:
+    from rosbags.highlevel import AnyReader
+
+    write_bag(seq, tmp_path / "b", storage="mcap", depth_offset_ns=offset_ns)
     msgs, _ = _read(tmp_path / "b")
     rgb = [_ns(m.header.stamp) for _, m in msgs[TOPICS["rgb"]]]  # type: ignore[attr-defined]
     depth = [_ns(m.header.stamp) for _, m in msgs[TOPICS["depth"]]]  # type: ignore[attr-defined]
-    assert [d - r for r, d in zip(rgb, depth, strict=True)] == [7_000_000] * FRAMES
+    assert [d - r for r, d in zip(rgb, depth, strict=True)] == [offset_ns] * FRAMES
+    assert rgb == seq.stamps_ns
+    with AnyReader([tmp_path / "b"]) as reader:
+        log_times = [t for _, t, _ in reader.messages()]
+    assert log_times == sorted(log_times)
+    # TF covers every image stamp, depth ones included
+    tf_stamps = [_ns(m.transforms[0].header.stamp) for _, m in msgs[TOPICS["tf"]]]  # type: ignore[attr-defined]
+    assert min(tf_stamps) <= min(depth + rgb) and max(tf_stamps) >= max(depth + rgb)
 
 
 def test_write_bag_refuses_to_overwrite_and_bad_options(
