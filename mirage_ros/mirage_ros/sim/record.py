@@ -340,6 +340,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the sequence, write the bag, print one summary line."""
+    if Path(args.output).exists():
+        raise ConfigError(f"{args.output} exists already; refusing to overwrite it")
     config = SceneConfig(
         seed=args.seed,
         kind=args.kind,
