@@ -141,6 +141,7 @@ class Engine:
         self, camera: str, stamp_ns: int, K: np.ndarray, width: int, height: int
     ) -> None:
         with self._lock:
+            self._check_clock_jump(stamp_ns)
             state = self.cameras[camera]
             state.infos[stamp_ns] = (K, width, height)
             while len(state.infos) > _INFO_HISTORY:
@@ -149,6 +150,7 @@ class Engine:
 
     def submit_depth(self, camera: str, stamp_ns: int, depth_m: np.ndarray) -> None:
         with self._lock:
+            self._check_clock_jump(stamp_ns)
             self.cameras[camera].depths.append((stamp_ns, depth_m))
             self._wake.notify_all()
 

@@ -29,7 +29,7 @@ from rclpy.qos import (
     ReliabilityPolicy,
     qos_profile_sensor_data,
 )
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
@@ -437,7 +437,7 @@ class MirageNode(Node):
         msg = PointCloud2()
         msg.header.frame_id = self.config.fixed_frame
         msg.header.stamp = self.get_clock().now().to_msg()
-        conv.fill_point_cloud2_msg(msg, xyz, rgb)
+        conv.fill_point_cloud2_msg(msg, xyz, rgb, PointField)
         self.pub_cloud.publish(msg)
 
     def destroy_node(self) -> None:

@@ -1,0 +1,165 @@
+"""TransformBuffer: chains, interpolation, static frames, errors, cycles, threads."""
+
+from __future__ import annotations
+
+import math
+import threading
+from types import SimpleNamespace as NS
+
+import numpy as np
+import pytest
+import transforms3d
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mirage_ros.core.errors import MirageError, TransformError
+from mirage_ros.transforms import TransformBuffer
+
+S = 1_000_000_000
+
+
+def _T(x: float = 0.0, y: float = 0.0, z: float = 0.0, yaw: float = 0.0) -> np.ndarray:
+    T = np.eye(4)
+    T[:3, :3] = transforms3d.euler.euler2mat(0, 0, yaw)
+    T[:3, 3] = (x, y, z)
+    return T
+
+
+@pytest.fixture
+def tree() -> TransformBuffer:
+    buf = TransformBuffer()
+    buf.set_transform("map", "odom", _T(1.0), 0, static=True)
+    for i in range(11):
+        buf.set_transform("odom", "base_link", _T(x=0.1 * i, yaw=0.05 * i), i * S // 10, False)
+    buf.set_transform("base_link", "camera", _T(z=1.0), 0, static=True)
+    return buf
+
+
+def test_chain_composes_static_and_dynamic(tree: TransformBuffer) -> None:
+    T = tree.lookup("map", "camera", S // 2)
+    expected = _T(1.0) @ _T(x=0.5, yaw=0.25) @ _T(z=1.0)
+    assert np.allclose(T, expected, atol=1e-9)
+
+
+def test_interpolation_between_stamps_is_linear_and_slerped(tree: TransformBuffer) -> None:
+    T = tree.lookup("odom", "base_link", S // 20)  # half way between stamps 0 and 1
+    assert np.allclose(T, _T(x=0.05, yaw=0.025), atol=1e-9)
+
+
+def test_inverse_lookup_is_the_inverse(tree: TransformBuffer) -> None:
+    a = tree.lookup("map", "camera", 3 * S // 10)
+    b = tree.lookup("camera", "map", 3 * S // 10)
+    assert np.allclose(a @ b, np.eye(4), atol=1e-9)
+
+
+def test_stamp_zero_means_latest_common_time(tree: TransformBuffer) -> None:
+    assert np.allclose(tree.lookup("map", "camera", 0), tree.lookup("map", "camera", S))
+
+
+def test_extrapolation_is_an_error_that_says_how_far(tree: TransformBuffer) -> None:
+    with pytest.raises(TransformError, match=r"500\.0 ms into the future"):
+        tree.lookup("map", "camera", S + S // 2)
+    assert not tree.can_transform("map", "camera", -1)
+
+
+def test_unknown_frame_names_the_known_frames(tree: TransformBuffer) -> None:
+    with pytest.raises(TransformError, match="'nope' does not exist; known frames: base_link"):
+        tree.lookup("map", "nope", 0)
+
+
+def test_disconnected_trees_are_reported(tree: TransformBuffer) -> None:
+    tree.set_transform("world2", "thing", _T(), 0, static=True)
+    with pytest.raises(TransformError, match="no transform path"):
+        tree.lookup("map", "thing", 0)
+
+
+def test_reparenting_replaces_the_parent_like_tf2(tree: TransformBuffer) -> None:
+    tree.set_transform("map", "camera", _T(y=2.0), 0, static=True)
+    assert np.allclose(tree.lookup("map", "camera", 0), _T(y=2.0))
+
+
+def test_a_cycle_is_detected_not_looped(tree: TransformBuffer) -> None:
+    tree.set_transform(
+        "camera", "map", _T(), 0, static=True
+    )  # map -> odom -> base -> camera -> map
+    with pytest.raises(TransformError, match="cycle"):
+        tree.lookup("map", "camera", 0)
+    assert not tree.can_transform("odom", "camera", 0)
+
+
+def test_tf_messages_with_bad_entries_count_rejections() -> None:
+    def entry(parent, child, qw=1.0, x=0.0):
+        return NS(
+            header=NS(frame_id=parent, stamp=NS(sec=1, nanosec=0)),
+            child_frame_id=child,
+            transform=NS(translation=NS(x=x, y=0.0, z=0.0), rotation=NS(x=0.0, y=0.0, z=0.0, w=qw)),
+        )
+
+    buf = TransformBuffer()
+    msg = NS(
+        transforms=[
+            entry("map", "a"),
+            entry("map", "b", qw=0.0),
+            entry("map", "c", x=math.nan),
+            entry("", "d"),
+            entry("e", "e"),
+            entry("/map", "/f"),
+        ]
+    )
+    assert buf.add_tf_message(msg, static=False) == (2, 4)
+    assert buf.frames() == ["a", "f", "map"]
+
+
+def test_cache_time_bounds_history() -> None:
+    buf = TransformBuffer(cache_time_s=1.0)
+    for i in range(100):
+        buf.set_transform("map", "base", _T(x=i), i * S // 10, static=False)
+    with pytest.raises(TransformError, match="past"):
+        buf.lookup("map", "base", 0 + 1)
+    assert buf.can_transform("map", "base", 95 * S // 10)
+
+
+def test_clear_keeps_static_transforms(tree: TransformBuffer) -> None:
+    tree.clear()
+    assert tree.can_transform("base_link", "camera", 0)
+    assert not tree.can_transform("odom", "base_link", 0) or "base_link" not in tree.frames()
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(-10, 10), st.floats(-math.pi, math.pi)), min_size=1, max_size=6)
+)
+def test_random_chains_compose_like_matrix_products(links) -> None:
+    buf = TransformBuffer()
+    expected = np.eye(4)
+    for i, (x, yaw) in enumerate(links):
+        buf.set_transform(f"f{i}", f"f{i + 1}", _T(x=x, yaw=yaw), 0, static=True)
+        expected = expected @ _T(x=x, yaw=yaw)
+    T = buf.lookup("f0", f"f{len(links)}", 0)
+    assert np.allclose(T, expected, atol=1e-7)
+    assert np.allclose(T @ buf.lookup(f"f{len(links)}", "f0", 0), np.eye(4), atol=1e-7)
+
+
+def test_concurrent_writers_and_readers_never_fail_unexpectedly(tree: TransformBuffer) -> None:
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        for i in range(11, 400):
+            tree.set_transform("odom", "base_link", _T(x=0.1 * i), i * S // 10, False)
+
+    def reader() -> None:
+        try:
+            for _ in range(400):
+                tree.lookup("map", "camera", 0)
+        except MirageError:
+            pass
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer)] + [
+        threading.Thread(target=reader) for _ in range(3)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
