@@ -306,7 +306,9 @@ class MaterialLibrary:
         self.level_side = np.asarray([lv.shape[1] for lv in levels], dtype=np.int64)
         sizes = [lv.size // 3 for lv in levels]
         self.level_offset = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        self.texels = np.concatenate([lv.reshape(-1, 3) for lv in levels]).astype(np.float32)
+        # stored as uint8 (a quarter of the memory; photos are 8-bit anyway)
+        flat = np.concatenate([lv.reshape(-1, 3) for lv in levels])
+        self.texels = np.round(np.clip(flat, 0.0, 1.0) * 255.0).astype(np.uint8)
 
     def __len__(self) -> int:
         return len(self.textures)
@@ -328,8 +330,8 @@ class MaterialLibrary:
         fu = (u_m / tile) * side_f - 0.5
         fv = (v_m / tile) * side_f - 0.5
         u0f, v0f = np.floor(fu), np.floor(fv)
-        wu = (fu - u0f)[:, None]
-        wv = (fv - v0f)[:, None]
+        wu = (fu - u0f).astype(np.float32)[:, None]
+        wv = (fv - v0f).astype(np.float32)[:, None]
         u0 = u0f.astype(np.int64) % side
         v0 = v0f.astype(np.int64) % side
         u1 = (u0 + 1) % side
@@ -338,4 +340,4 @@ class MaterialLibrary:
         tex = self.texels
         top = tex[base + v0 * side + u0] * (1.0 - wu) + tex[base + v0 * side + u1] * wu
         bot = tex[base + v1 * side + u0] * (1.0 - wu) + tex[base + v1 * side + u1] * wu
-        return np.asarray(top * (1.0 - wv) + bot * wv, dtype=np.float32)
+        return np.asarray((top * (1.0 - wv) + bot * wv) * np.float32(1.0 / 255.0), np.float32)
