@@ -13,7 +13,7 @@ from mirage_ros.sim.scene import Scene
 from mirage_ros.sim.textures import MaterialLibrary
 from mirage_ros.sim.trajectory import Trajectory, plan_route
 
-__all__ = ["ROBOT_RADIUS_M", "make_scene"]
+__all__ = ["ROBOT_RADIUS_M", "make_scene", "path_clearance_m"]
 
 #: the walking path keeps at least this horizontal distance from walls and objects
 ROBOT_RADIUS_M = 0.3
