@@ -79,9 +79,9 @@ class MirageNode(Node):
         self._request_group = ReentrantCallbackGroup()
         self._timer_group = MutuallyExclusiveCallbackGroup()
 
+        self.engine.start()
         if self.config.load_path:
             self._load_at_start(self.config.load_path)
-        self.engine.start()
         self._create_interfaces()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         mem = self.predictor.memory

@@ -34,6 +34,9 @@ def start_node(tmp: Path, *params: str, log_name: str = "node.log") -> subproces
         "-p",
         "status_rate_hz:=5.0",
     ]
+    weights = os.environ.get("MIRAGE_TEST_WEIGHTS")  # developers: try other codec weights
+    if weights:
+        cmd += ["-p", f"weights_path:={weights}"]
     for p in params:
         cmd += ["-p", p]
     log = open(tmp / log_name, "ab")  # noqa: SIM115 - owned by the process
