@@ -17,6 +17,7 @@ every one of them), flagged ``"measured": false`` in the curve.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import math
@@ -34,6 +35,8 @@ from mirage_ros.core.config import MemoryConfig, resolve_device
 from mirage_ros.core.errors import ConfigError
 from mirage_ros.core.geometry import depth_at_stride, scale_intrinsics
 from mirage_ros.core.memory import LatentSpatialMemory
+from mirage_ros.core.persistence import memory_from_tensors
+from mirage_ros.core.voxel_hash import pack_keys, unpack_keys
 
 __all__ = ["BenchStream", "add_arguments", "run", "run_bench"]
 
@@ -162,6 +165,63 @@ def _render_times(
     return _pct([_timed(device, mem.render, K, T, h, w) for T in poses])
 
 
+def prefilled_memory(cfg: MemoryConfig, voxels: int, seed: int = 0) -> LatentSpatialMemory:
+    """A memory holding ``voxels`` random voxels spread through the bench room (for scaling)."""
+    g = torch.Generator().manual_seed(seed)
+    lo = torch.tensor(ROOM[0], dtype=torch.float64)
+    span = torch.tensor(ROOM[1], dtype=torch.float64) - lo
+    n_cells = (span / cfg.voxel_size_m).floor().to(torch.int64)
+    if int(n_cells.prod()) < voxels:
+        raise ConfigError(f"the bench room holds fewer than {voxels} voxels of this size")
+    ijk = torch.stack(
+        [torch.randint(0, int(n), (int(voxels * 1.3) + 16,), generator=g) for n in n_cells], 1
+    ) + (lo / cfg.voxel_size_m).floor().to(torch.int64)
+    keys = torch.unique(pack_keys(ijk))
+    keys = keys[torch.randperm(keys.numel(), generator=g)[:voxels]].sort().values
+    pos = ((unpack_keys(keys).double() + 0.5) * cfg.voxel_size_m).float()
+    tensors = {
+        "keys": keys,
+        "stamps": torch.zeros(keys.numel(), dtype=torch.int64),
+        "weights": torch.full((keys.numel(),), cfg.max_weight),
+        "positions": pos,
+        "latents": torch.randn(keys.numel(), cfg.latent_channels, generator=g),
+    }
+    return memory_from_tensors(cfg, "bench", {"num_voxels": int(keys.numel())}, tensors)
+
+
+def scaling(
+    stream: BenchStream, cfg: MemoryConfig, counts: list[int], frames: int, device: torch.device
+) -> list[dict[str, Any]]:
+    """Integrate/render cost of our memory when it already holds ``counts`` voxels."""
+    out = []
+    K640 = scale_intrinsics(
+        stream.K, 640 / stream.width / stream.stride, 480 / stream.height / stream.stride
+    )
+    hw = (480 // stream.stride, 640 // stream.stride)
+    Tb = torch.stack([stream.pose(int(j * stream.lap_frames / 16)) for j in range(16)])
+    for n in counts:
+        mem = prefilled_memory(cfg, n)
+        t = []
+        for i in range(frames):
+            fr = stream.frame(i * 3)
+            args = (fr["latents"], fr["depth_latent"], stream.K_latent, fr["T"], 10**9 + i)
+            t.append(_timed(device, mem.integrate, *args))
+        poses = [stream.pose(17 * j) for j in range(5)]
+        out.append(
+            {
+                "voxels_before": n,
+                "voxels_after": mem.num_voxels,
+                "bytes": mem.memory_bytes,
+                "integrate_ms": _pct(t[1:]),
+                "render_ms_640x480_latent": _render_times(mem, K640, poses, *hw, device),
+                "render_ms_batched16_640x480_latent": _pct(
+                    [_timed(device, mem.render, K640, Tb, *hw) for _ in range(3)]
+                ),
+            }
+        )
+    return out
+
+
 def run_bench(
     *,
     device_name: str = "cpu",
@@ -175,6 +235,7 @@ def run_bench(
     ref_frames: int = 300,
     lap_frames: int = 500,
     render_views: int = 10,
+    scaling_voxels: tuple[int, ...] = (),
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -283,6 +344,10 @@ def run_bench(
         for k in ("append_latent_cloud", "pixel_cloud")
     }
     lap_curve = [c for c in curve["ours"] if c["frames"] >= lap_frames]
+    if progress is not None and scaling_voxels:
+        progress(f"scaling runs at {list(scaling_voxels)} voxels")
+    big = dataclasses.replace(cfg, max_memory_mb=max(cfg.max_memory_mb, 4096.0))
+    scale_report = scaling(stream, big, list(scaling_voxels), 21, device) if scaling_voxels else []
     return {
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device)
@@ -305,6 +370,7 @@ def run_bench(
         "ours_growth_after_first_lap_bytes": (
             lap_curve[-1]["bytes"] - lap_curve[0]["bytes"] if len(lap_curve) >= 2 else None
         ),
+        "scaling": scale_report,
         "wall_s": time.perf_counter() - t_start,
     }
 
@@ -330,6 +396,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lap-frames", type=int, default=500, help="frames per trajectory lap")
     parser.add_argument("--render-views", type=int, default=10, help="views timed per grid")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument(
+        "--scaling-voxels",
+        default="100000,1000000",
+        help="comma-separated voxel counts for the cost-vs-memory-size runs ('' = none)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench.json"), help="output JSON file")
 
 
@@ -347,7 +418,9 @@ def run(args: argparse.Namespace) -> int:
         args.lap_frames,
         args.render_views,
     )
+    scaling_voxels = tuple(int(x) for x in str(args.scaling_voxels).split(",") if x.strip())
     if args.quick:
+        scaling_voxels = tuple(min(n, 2000) for n in scaling_voxels[:1])
         frames, ref_frames, lap, views = min(frames, 60), min(ref_frames, 20), 30, 2
     report = run_bench(
         device_name=args.device,
@@ -359,6 +432,7 @@ def run(args: argparse.Namespace) -> int:
         voxel_size_m=args.voxel_size,
         max_memory_mb=args.max_memory_mb,
         ref_frames=ref_frames,
+        scaling_voxels=scaling_voxels,
         lap_frames=lap,
         render_views=views,
         progress=lambda m: print(m, flush=True),

@@ -25,7 +25,7 @@ def _args(tmp_path: Path, **kw: object) -> argparse.Namespace:
 
 
 def test_quick_bench_writes_all_memories_and_ratios(tmp_path: Path) -> None:
-    args = _args(tmp_path, quick=True, frames=12, lap_frames=6, channels=4)
+    args = _args(tmp_path, quick=True, frames=12, lap_frames=6, channels=4, scaling_voxels="")
     args.resolution = "64x48"
     assert bench.run(args) == 0
     report = json.loads((tmp_path / "b.json").read_text())
@@ -44,6 +44,16 @@ def test_bench_stream_revisits_the_same_places() -> None:
     assert float((a["T"][:3, 3] - b["T"][:3, 3]).norm()) < 0.5
     assert a["latents"].shape == (4, 6, 8) and a["depth_latent"].shape == (6, 8)
     assert bool(torch.isfinite(a["depth"]).all())
+
+
+def test_prefilled_memory_holds_the_requested_voxels_and_renders() -> None:
+    from mirage_ros.core.config import MemoryConfig
+
+    cfg = MemoryConfig(device="cpu", latent_channels=4)
+    mem = bench.prefilled_memory(cfg, 3000)
+    assert mem.num_voxels == 3000 and mem.memory_bytes <= mem.budget_bytes
+    s = bench.BenchStream(32, 24, 4, 4, lap_frames=10, device=torch.device("cpu"))
+    assert bool(mem.render(s.K_latent, s.pose(0), 6, 8).coverage.any())
 
 
 def test_bench_refuses_bad_resolution(tmp_path: Path) -> None:

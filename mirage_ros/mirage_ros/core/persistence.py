@@ -36,6 +36,7 @@ __all__ = [
     "FORMAT_VERSION",
     "load_memory_into",
     "memory_from_file",
+    "memory_from_tensors",
     "read_memory_file",
     "save_memory",
 ]
@@ -203,9 +204,11 @@ def _check_header(
     _expect(spans[-1][1] == data_len if spans else data_len == 0, path, "truncated or padded data")
 
 
-def _state_from(
+def memory_from_tensors(
     config: MemoryConfig, codec_id: str, header: dict[str, Any], tensors: dict[str, torch.Tensor]
 ) -> LatentSpatialMemory:
+    """A memory holding exactly ``tensors`` (keys sorted, unique; as :func:`read_memory_file`
+    returns them). ``header`` gives num_voxels and, optionally, the counters."""
     from mirage_ros.core.memory import LatentSpatialMemory
 
     mem = LatentSpatialMemory(config, codec_id=codec_id)
@@ -261,7 +264,7 @@ def load_memory_into(memory: LatentSpatialMemory, path: Path) -> None:
         )
     except ConfigError as exc:
         raise MemoryFileError(f"refusing memory file {path}: bad header values ({exc})") from exc
-    fresh = _state_from(config, str(header.get("codec_id", "none")), header, tensors)
+    fresh = memory_from_tensors(config, str(header.get("codec_id", "none")), header, tensors)
     memory.__dict__.update(fresh.__dict__)
 
 
@@ -281,4 +284,4 @@ def memory_from_file(
         config = MemoryConfig.from_dict(cfg)
     except (ConfigError, TypeError) as exc:
         raise MemoryFileError(f"refusing memory file {path}: bad config in header ({exc})") from exc
-    return _state_from(config, str(header.get("codec_id", "none")), header, tensors)
+    return memory_from_tensors(config, str(header.get("codec_id", "none")), header, tensors)
