@@ -38,7 +38,7 @@ def validate_intrinsics(K: Tensor) -> Tensor:
         raise ShapeError(f"K must be (3, 3) or (B, 3, 3), got {tuple(K.shape)}")
     if K.is_complex() or not (K.is_floating_point() or K.dtype in (torch.int32, torch.int64)):
         raise ShapeError(f"K must be real-valued, got dtype {K.dtype}")
-    Kd = K.detach().to(torch.float64).reshape(-1, 3, 3)
+    Kd = K.detach().to(device="cpu", dtype=torch.float64).reshape(-1, 3, 3)  # one sync at most
     if not bool(torch.isfinite(Kd).all()):
         raise ShapeError("K contains NaN or inf")
     if bool((Kd[:, 0, 0] <= 0).any()) or bool((Kd[:, 1, 1] <= 0).any()):
@@ -64,7 +64,7 @@ def validate_pose(T_world_camera: Tensor) -> Tensor:
         raise ShapeError(f"T_world_camera must be (4, 4) or (B, 4, 4), got {tuple(T.shape)}")
     if T.is_complex() or not T.is_floating_point():
         raise ShapeError(f"T_world_camera must be floating point, got {T.dtype}")
-    Td = T.detach().to(torch.float64).reshape(-1, 4, 4)
+    Td = T.detach().to(device="cpu", dtype=torch.float64).reshape(-1, 4, 4)  # one sync at most
     if not bool(torch.isfinite(Td).all()):
         raise PoseError("T_world_camera contains NaN or inf")
     last = Td.new_tensor([0.0, 0.0, 0.0, 1.0])
