@@ -203,14 +203,17 @@ def _drive(
         t0 = time.monotonic()
         counts = play(node, [bag_path], rate=args.rate, holdout_every=HOLDOUT_EVERY)
         n_integrable = args.frames - args.frames // HOLDOUT_EVERY
-        while status.get("frames", 0) < n_integrable and time.monotonic() - t0 < 600:
-            time.sleep(0.2)
-            if (
-                status.get("msg") is not None
-                and status["msg"].queue_length == 0
-                and time.monotonic() - t0 > 5 + args.frames / 10 / max(args.rate, 0.1) + 5
-            ):
+        last, last_change = -1, time.monotonic()
+        while time.monotonic() - t0 < 600:  # until the node has integrated what it got
+            st = status.get("msg")
+            n = st.frames_integrated if st is not None else 0
+            if n >= n_integrable:
                 break
+            if n != last:
+                last, last_change = n, time.monotonic()
+            elif st is not None and st.queue_length == 0 and time.monotonic() - last_change > 10:
+                break
+            time.sleep(0.2)
         replay_s = time.monotonic() - t0
         st = status.get("msg")
         print(
@@ -312,7 +315,8 @@ def _drive(
             f"{empty.coverage_fraction:.2f}; load: {loaded.message}; identical: {identical}"
         )
         _grid(out / "grid.png", rows)
-        return _metrics(rows, result, st, identical, replay_s, counts)
+        time.sleep(1.2)  # one more ~/status, with the prediction latencies
+        return _metrics(rows, result, status.get("msg"), identical, replay_s, counts)
     finally:
         executor.shutdown()
         node.destroy_node()

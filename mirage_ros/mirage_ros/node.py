@@ -19,6 +19,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.clock import Clock, ClockType
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
@@ -166,15 +167,18 @@ class MirageNode(Node):
             cancel_callback=lambda _goal: CancelResponse.ACCEPT,
             callback_group=self._request_group,
         )
+        # Status, clouds and autosave are wall-clock duties: a steady clock keeps them running
+        # when use_sim_time is set and /clock pauses or jumps (bag replay).
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(
-            1.0 / cfg.status_rate_hz, self._publish_status, callback_group=self._timer_group
+            1.0 / cfg.status_rate_hz, self._publish_status, self._timer_group, clock=steady
         )
-        self.create_timer(1.0, self._maybe_publish_cloud, callback_group=self._timer_group)
+        self.create_timer(1.0, self._maybe_publish_cloud, self._timer_group, clock=steady)
         self._last_cloud_s = 0.0
         self._last_autosave_s = time.monotonic()
         if cfg.autosave_path and cfg.autosave_period_min > 0:
             self.create_timer(
-                cfg.autosave_period_min * 60.0, self._autosave, callback_group=self._timer_group
+                cfg.autosave_period_min * 60.0, self._autosave, self._timer_group, clock=steady
             )
 
     def _on_set_parameters(self, changed: list[Any]) -> Any:
