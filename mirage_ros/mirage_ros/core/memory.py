@@ -19,7 +19,7 @@ from torch import Tensor
 
 from mirage_ros.core.config import MemoryConfig, resolve_device
 from mirage_ros.core.errors import ConfigError
-from mirage_ros.core.integrate import FrameCells, carve_mask, frame_cells, prepare_frame
+from mirage_ros.core.integrate import Frame, FrameCells, carve_mask, frame_cells, prepare_frame
 from mirage_ros.core.voxel_hash import SortedKeyIndex
 from mirage_ros.core.zbuffer import zbuffer_splat
 
@@ -268,7 +268,7 @@ class LatentSpatialMemory:
         self.weights[upd] = w_sum.clamp(max=self.config.max_weight)
         self.stamps[upd] = stamp_ns
 
-    def _carve(self, frame: Any, updated: Tensor) -> int:
+    def _carve(self, frame: Frame, updated: Tensor) -> int:
         n = self.n_used
         mask = carve_mask(self.positions[:n], frame, self.config)
         mask &= self.keys[:n] >= 0
