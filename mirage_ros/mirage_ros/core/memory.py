@@ -329,10 +329,15 @@ class LatentSpatialMemory:
         or (B, 4, 4). Returns a batched :class:`RenderResult` (B >= 1).
         """
         Kb, Tb = prepare_views(K, T_world_camera, height, width, self.device)
-        live = self._live_slots()
+        live: Tensor | None = None  # slot of each rendered point (None: identity, no holes)
+        if self._n_live == self.n_used:  # the usual case: no gather needed
+            pos, ids = self.positions[: self.n_used], self.keys[: self.n_used]
+        else:
+            live = self._live_slots()
+            pos, ids = self.positions[live], self.keys[live]
         hits = zbuffer_splat(
-            self.positions[live],
-            self.keys[live],
+            pos,
+            ids,
             Kb,
             Tb,
             height=height,
@@ -343,13 +348,15 @@ class LatentSpatialMemory:
         )
         cov = hits.index >= 0
         B, C = Kb.shape[0], self.config.latent_channels
-        if live.numel() == 0:
+        if pos.shape[0] == 0:
             lat = torch.zeros(B, height, width, C, dtype=torch.float32, device=self.device)
             wgt = torch.zeros(B, height, width, dtype=torch.float32, device=self.device)
             age = torch.full_like(wgt, float("nan"))
         else:
             # gather for every pixel (cheap, no boolean scatter), then mask the empty ones
-            slot = live[hits.index.clamp(min=0)]
+            slot = hits.index.clamp(min=0)
+            if live is not None:
+                slot = live[slot]
             covf = cov.to(torch.float32)
             lat = self.latents[slot].float() * covf[..., None]
             wgt = self.weights[slot] * covf

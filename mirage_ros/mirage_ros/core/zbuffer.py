@@ -98,12 +98,14 @@ def zbuffer_splat(
     v_f = fy * p[..., 1] / zs + Kf[:, 1, 2, None]
     lim_u, lim_v = width - 0.5 + r, height - 0.5 + r
     keep = (z > near_m) & (u_f >= -0.5 - r) & (u_f < lim_u) & (v_f >= -0.5 - r) & (v_f < lim_v)
-    b_idx, n_idx = torch.nonzero(keep, as_tuple=True)
-    if b_idx.numel() == 0:
+    flat = torch.nonzero(keep.view(-1)).squeeze(1)
+    if flat.numel() == 0:
         return ZBufferResult(index, depth)
-    zk = z[b_idx, n_idx]
-    uf = u_f[b_idx, n_idx]
-    vf = v_f[b_idx, n_idx]
+    b_idx = torch.div(flat, n_pts, rounding_mode="floor")
+    n_idx = flat - b_idx * n_pts
+    zk = z.reshape(-1).index_select(0, flat)
+    uf = u_f.reshape(-1).index_select(0, flat)
+    vf = v_f.reshape(-1).index_select(0, flat)
     uk = torch.floor(uf + 0.5).to(torch.int64)
     vk = torch.floor(vf + 0.5).to(torch.int64)
     if r > 0:

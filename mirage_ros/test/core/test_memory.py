@@ -221,3 +221,16 @@ def test_reset_forgets_everything() -> None:
     mem.reset()
     assert mem.num_voxels == 0 and mem.frames_integrated == 0
     assert mem.stats()["evicted_total"] == 0
+
+
+def test_render_is_the_same_before_and_after_squeezing_out_freed_slots() -> None:
+    mem = filled(LatentSpatialMemory(cfg()), 6)
+    T = look_at((-2.0, 0.0, 1.2), (2.0, 0.0, 0.8))
+    mem.integrate(*frame(T, boxes=[]), K, T, 10**9)  # the box is gone: carving frees slots
+    mem.integrate(*frame(T, boxes=[]), K, T, 10**9 + 1)
+    assert mem.num_voxels < mem.n_used, "the scene must leave holes for this test"
+    before = mem.render(K, orbit(2), H, W)
+    mem._compact()
+    after = mem.render(K, orbit(2), H, W)
+    assert torch.equal(before.latents, after.latents)
+    assert torch.equal(before.depth_m.nan_to_num(-1), after.depth_m.nan_to_num(-1))
