@@ -211,6 +211,8 @@ class Evaluator:
         K (3, 3), T_world_camera (4, 4). Returns the record if the frame was held out."""
         rgb = np.require(rgb, requirements=["C", "W"])  # bag buffers are read-only
         depth_m = np.require(depth_m, dtype=np.float32, requirements=["C", "W"])
+        K = np.array(K, dtype=np.float64)
+        T_world_camera = np.array(T_world_camera, dtype=np.float64)
         k = self.config.holdout_every
         record = None
         if index % k == k - 1:
@@ -255,7 +257,9 @@ class Evaluator:
                 self.integrate_ms["latent_cloud_append"].append(encode_ms + (t5 - t4) * 1e3)
         self.integrated += 1
 
-    def _classify(self, stamp_ns: int, K: np.ndarray, T: np.ndarray, h: int, w: int) -> tuple[str, float, float]:
+    def _classify(
+        self, stamp_ns: int, K: np.ndarray, T: np.ndarray, h: int, w: int
+    ) -> tuple[str, float, float]:
         """(class, coverage fraction, median age at stamp_ns) from our memory's render."""
         mem = self.predictor.memory
         s = self.codec.config.stride
