@@ -28,8 +28,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812
-from mirage_ros.core.errors import CodecError, ConfigError, ShapeError
 from torch import Tensor, nn
+
+from mirage_ros.core.errors import CodecError, ConfigError, ShapeError
 
 __all__ = [
     "CODEC_FORMAT_VERSION",
@@ -353,6 +354,7 @@ def sidecar_path(path: str | Path) -> Path:
 def _atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; weights are package data
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
