@@ -59,6 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--holdout-every", type=int, default=d.holdout_every, metavar="K",
         help="hold out every K-th frame (index %% K == K-1)",
     )  # fmt: skip
+    parser.add_argument(
+        "--holdout-run", type=int, default=d.holdout_run, metavar="N",
+        help="hold out runs of N consecutive frames (every K-th run); N > 1 measures revisits",
+    )  # fmt: skip
     parser.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
     parser.add_argument(
         "--weights", type=Path, default=None,
@@ -118,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
         voxel_size_m=args.voxel_size_m, max_memory_mb=args.max_memory_mb, device=args.device
     )
     config = EvalConfig(
-        holdout_every=args.holdout_every, recent_window_s=args.recent_window_s,
+        holdout_every=args.holdout_every, holdout_run=args.holdout_run,
+        recent_window_s=args.recent_window_s,
         novel_coverage=args.novel_coverage, reference_budget=args.reference_budget,
         references=not args.no_references, memory=memory_cfg,
     )  # fmt: skip

@@ -1,9 +1,9 @@
 """The evaluation protocol: a frame stream -> held-out frames, classes and per-class metrics.
 
-Frames arrive in stamp order. Every k-th frame (``index % k == k - 1``) is held out: it is not
-integrated; the view at its pose is predicted from each memory as it is at that moment and
-compared with the real frame. All other frames are integrated into the three memories, which run
-side by side on the same frames in one process:
+Frames arrive in stamp order. Every k-th frame (``index % k == k - 1``; or every k-th run of
+``holdout_run`` frames) is held out: it is not integrated; the view at its pose is predicted
+from each memory as it is at that moment and compared with the real frame. All other frames
+are integrated into the three memories, which run side by side on the same frames in one process:
 
 * ``mirage``: our :class:`LatentSpatialMemory` behind a :class:`Predictor` (encode -> fuse;
   render -> decode with confidence);
@@ -67,6 +67,10 @@ class EvalConfig:
 
     holdout_every: int = 5
     """k: frames with index % k == k - 1 are held out (never integrated)."""
+    holdout_run: int = 1
+    """Held-out frames come in runs of this many: (index // run) % k == k - 1. 1 is the
+    protocol of the issue; longer runs leave the ends of each run without recent neighbours,
+    which is what makes revisits and novel views measurable on a continuous stream."""
     recent_window_s: float = 3.0
     """A held-out frame whose covered cells were seen within this many seconds is 'recent'."""
     novel_coverage: float = 0.2
@@ -83,6 +87,8 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.holdout_every < 2:
             raise ConfigError(f"holdout_every must be >= 2, got {self.holdout_every}")
+        if self.holdout_run < 1:
+            raise ConfigError(f"holdout_run must be >= 1, got {self.holdout_run}")
         if not self.recent_window_s >= 0:
             raise ConfigError(f"recent_window_s must be >= 0, got {self.recent_window_s}")
         if not 0.0 <= self.novel_coverage <= 1.0:
@@ -137,7 +143,7 @@ def resize_frame(
     interp = cv2.INTER_AREA if width < w0 else cv2.INTER_LINEAR
     rgb_r = cv2.resize(rgb, (width, height), interpolation=interp)
     depth_r = cv2.resize(depth_m, (width, height), interpolation=cv2.INTER_NEAREST)
-    K_r = scale_intrinsics(torch.as_tensor(K, dtype=torch.float64), width / w0, height / h0)
+    K_r = scale_intrinsics(torch.tensor(K, dtype=torch.float64), width / w0, height / h0)
     return rgb_r, depth_r, K_r.numpy()
 
 
@@ -203,6 +209,11 @@ class Evaluator:
             out["latent_cloud_append"] = self.append.memory_bytes
         return out
 
+    def is_heldout(self, index: int) -> bool:
+        """Whether frame ``index`` is held out (never integrated)."""
+        k, run = self.config.holdout_every, self.config.holdout_run
+        return (index // run) % k == k - 1
+
     def step(
         self, index: int, stamp_ns: int, rgb: np.ndarray, depth_m: np.ndarray, K: np.ndarray,
         T_world_camera: np.ndarray,
@@ -213,9 +224,8 @@ class Evaluator:
         depth_m = np.require(depth_m, dtype=np.float32, requirements=["C", "W"])
         K = np.array(K, dtype=np.float64)
         T_world_camera = np.array(T_world_camera, dtype=np.float64)
-        k = self.config.holdout_every
         record = None
-        if index % k == k - 1:
+        if self.is_heldout(index):
             record = self._heldout(index, stamp_ns, rgb, depth_m, K, T_world_camera)
         else:
             self._integrate(stamp_ns, rgb, depth_m, K, T_world_camera)

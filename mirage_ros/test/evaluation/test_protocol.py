@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -114,6 +115,7 @@ def test_resize_scales_intrinsics_and_keeps_depth_values(frames) -> None:
     "kw",
     [
         {"holdout_every": 1},
+        {"holdout_run": 0},
         {"recent_window_s": -1.0},
         {"novel_coverage": 1.5},
         {"reference_budget": "half"},
@@ -126,3 +128,13 @@ def test_invalid_config_is_refused(kw: dict) -> None:
 
 def test_classes_are_the_three_of_the_protocol() -> None:
     assert CLASSES == ("recent", "revisit", "novel")
+
+
+def test_held_out_runs_follow_the_run_length(frames) -> None:
+    ev = _run(frames[:12], holdout_every=2, holdout_run=3)
+    assert [r.index for r in ev.records] == [3, 4, 5, 9, 10, 11]
+    assert ev.integrated == 6
+    # the memory is frozen during a run, so what the run's frames see only gets older
+    ages = [r.median_age_s for r in ev.records[:3]]
+    assert all(b >= a - 1e-6 for a, b in itertools.pairwise(ages))
+    assert ages[-1] > ages[0]
