@@ -8,6 +8,7 @@ message that names the numbers.
 
 from __future__ import annotations
 
+import array
 import math
 from typing import Any
 
@@ -31,6 +32,7 @@ __all__ = [
     "fill_transform_msg",
     "image_from_msg",
     "intrinsics_from_camera_info",
+    "point_cloud2_fields",
     "pose_from_msg",
     "stamp_ns_from_msg",
     "transform_from_msg",
@@ -50,14 +52,37 @@ _QUAT_TOLERANCE = 1e-3
 
 
 def _as_bytes(data: Any) -> np.ndarray:
+    """The bytes of a uint8[] field: bytes, bytearray, array.array('B'), list or numpy array."""
     if isinstance(data, np.ndarray):
-        return np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+        if data.dtype == np.uint8:
+            return np.ascontiguousarray(data).reshape(-1)
+        if data.dtype.kind in "iu" and (data.size == 0 or (data.min() >= 0 and data.max() < 256)):
+            return np.ascontiguousarray(data, dtype=np.uint8).reshape(-1)
+        raise ConversionError(f"image data must hold bytes (0..255), got a {data.dtype} array")
     if isinstance(data, (bytes, bytearray, memoryview)):
         return np.frombuffer(data, dtype=np.uint8)
+    if isinstance(data, array.array) and data.itemsize == 1:
+        return np.frombuffer(data, dtype=np.uint8)
     try:
-        return np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)  # array.array
-    except TypeError:
         return np.asarray(list(data), dtype=np.uint8)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ConversionError(f"image data must hold bytes (0..255): {exc}") from exc
+
+
+def _like(old: Any, values: np.ndarray) -> Any:
+    """``values`` in the container type the message field already holds.
+
+    rclpy fields hold ``array.array`` (sequences) or numpy arrays (fixed-size arrays), rosbags
+    fields hold numpy arrays (its serializer needs them), test namespaces hold anything: keep
+    what is there so every message family stays serialisable; default to numpy.
+    """
+    if isinstance(old, array.array):
+        return array.array(old.typecode, values.astype(old.typecode).tobytes())
+    if isinstance(old, (bytes, bytearray)):
+        return type(old)(values.tobytes())
+    if isinstance(old, list):
+        return values.tolist()
+    return values.copy()
 
 
 def _checked_buffer(msg: Any, bytes_per_px: int) -> np.ndarray:
@@ -172,8 +197,18 @@ def stamp_ns_from_msg(stamp: Any) -> int:
 
 
 def fill_stamp(stamp: Any, stamp_ns: int) -> None:
-    sec, nsec = divmod(int(stamp_ns), 1_000_000_000)
-    stamp.sec, stamp.nanosec = int(sec), int(nsec)
+    """int ns -> builtin_interfaces/Time (sec, nanosec; ROS 1 style secs, nsecs if it has them).
+
+    builtin_interfaces/Time.sec is an int32: negative stamps and stamps past 2038 are refused.
+    """
+    stamp_ns = int(stamp_ns)
+    sec, nsec = divmod(stamp_ns, 1_000_000_000)
+    if not 0 <= sec < 2**31:
+        raise ConversionError(f"stamp {stamp_ns} ns does not fit builtin_interfaces/Time")
+    if hasattr(stamp, "secs") and not hasattr(stamp, "sec"):
+        stamp.secs, stamp.nsecs = int(sec), int(nsec)
+    else:
+        stamp.sec, stamp.nanosec = int(sec), int(nsec)
 
 
 def _rigid(translation: tuple[float, float, float], q_xyzw: tuple[float, ...]) -> np.ndarray:
@@ -208,22 +243,34 @@ def transform_from_msg(transform: Any) -> np.ndarray:
     )
 
 
+def _checked_rigid(T: np.ndarray) -> np.ndarray:
+    T = np.asarray(T, dtype=np.float64)
+    if T.shape != (4, 4) or not np.isfinite(T).all():
+        raise PoseError(f"a pose must be a finite (4, 4) matrix, got shape {T.shape}")
+    R = T[:3, :3]
+    if not np.allclose(R @ R.T, np.eye(3), atol=1e-5) or np.linalg.det(R) < 0:
+        raise PoseError("pose rotation is not orthonormal with det +1")
+    return T
+
+
 def _quat_xyzw(T: np.ndarray) -> tuple[float, float, float, float]:
-    w, x, y, z = transforms3d.quaternions.mat2quat(np.asarray(T, dtype=np.float64)[:3, :3])
+    w, x, y, z = transforms3d.quaternions.mat2quat(T[:3, :3])
     if w < 0:  # canonical sign
         w, x, y, z = -w, -x, -y, -z
     return float(x), float(y), float(z), float(w)
 
 
 def fill_pose_msg(pose: Any, T: np.ndarray) -> None:
-    T = np.asarray(T, dtype=np.float64)
+    """(4, 4) rigid transform -> geometry_msgs/Pose fields (position, orientation x y z w)."""
+    T = _checked_rigid(T)
     pose.position.x, pose.position.y, pose.position.z = (float(v) for v in T[:3, 3])
     q = pose.orientation
     q.x, q.y, q.z, q.w = _quat_xyzw(T)
 
 
 def fill_transform_msg(transform: Any, T: np.ndarray) -> None:
-    T = np.asarray(T, dtype=np.float64)
+    """(4, 4) rigid transform -> geometry_msgs/Transform fields (translation, rotation)."""
+    T = _checked_rigid(T)
     t = transform.translation
     t.x, t.y, t.z = (float(v) for v in T[:3, 3])
     q = transform.rotation
@@ -231,7 +278,7 @@ def fill_transform_msg(transform: Any, T: np.ndarray) -> None:
 
 
 def fill_image_msg(msg: Any, rgb: np.ndarray, encoding: str = "rgb8") -> None:
-    """(H, W, 3) uint8 RGB -> Image fields (rgb8 or bgr8)."""
+    """(H, W, 3) uint8 RGB -> Image fields (height, width, encoding, step, data) as rgb8/bgr8."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ConversionError(f"rgb must be (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
     if encoding not in ("rgb8", "bgr8"):
@@ -239,53 +286,100 @@ def fill_image_msg(msg: Any, rgb: np.ndarray, encoding: str = "rgb8") -> None:
     data = rgb if encoding == "rgb8" else rgb[:, :, ::-1]
     msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
     msg.encoding, msg.is_bigendian, msg.step = encoding, 0, int(rgb.shape[1]) * 3
-    msg.data = np.ascontiguousarray(data).tobytes()
+    msg.data = _like(getattr(msg, "data", None), np.ascontiguousarray(data).reshape(-1))
 
 
 def fill_depth_msg(msg: Any, image: np.ndarray, encoding: str = "32FC1") -> None:
-    """(H, W) float image (metres, or any float channel such as confidence) -> 32FC1 fields."""
+    """(H, W) float image -> Image fields.
+
+    32FC1: the values as they are (metres with NaN where unknown, or any float channel such as
+    confidence). 16UC1: metres rounded to millimetres; NaN, inf, <= 0 and > 65.535 m become 0
+    (the 16UC1 "invalid").
+    """
     if image.ndim != 2:
-        raise ConversionError(f"a 32FC1 image must be (H, W), got {image.shape}")
-    if encoding != "32FC1":
-        raise EncodingError(f"fill_depth_msg writes 32FC1, not {encoding!r}")
-    data = np.ascontiguousarray(image, dtype="<f4")
+        raise ConversionError(f"a depth image must be (H, W), got {image.shape}")
+    if encoding == "32FC1":
+        data = np.ascontiguousarray(image, dtype="<f4")
+    elif encoding == "16UC1":
+        m = np.asarray(image, dtype=np.float64)
+        ok = np.isfinite(m) & (m > 0) & (m <= 65.535)
+        data = np.where(ok, np.round(np.where(ok, m, 0.0) * 1000.0), 0).astype("<u2")
+    else:
+        raise EncodingError(f"fill_depth_msg writes 32FC1 or 16UC1, not {encoding!r}")
     msg.height, msg.width = int(image.shape[0]), int(image.shape[1])
-    msg.encoding, msg.is_bigendian, msg.step = "32FC1", 0, int(image.shape[1]) * 4
-    msg.data = data.tobytes()
+    msg.encoding, msg.is_bigendian = encoding, 0
+    msg.step = int(image.shape[1]) * data.itemsize
+    msg.data = _like(getattr(msg, "data", None), data.reshape(-1).view(np.uint8))
 
 
 def fill_camera_info_msg(msg: Any, K: np.ndarray, width: int, height: int) -> None:
-    """Pinhole CameraInfo (no distortion) from K."""
+    """Pinhole CameraInfo fields (rectified: zero plumb_bob distortion, R = I, P = [K | 0])."""
     K = np.asarray(K, dtype=np.float64)
+    if K.shape != (3, 3) or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise ConversionError(f"K must be a finite (3, 3) matrix with fx, fy > 0, got {K}")
+    if not (0 < int(width) <= MAX_IMAGE_SIDE_PX and 0 < int(height) <= MAX_IMAGE_SIDE_PX):
+        raise ConversionError(f"camera_info size {width}x{height} is not in 1..{MAX_IMAGE_SIDE_PX}")
     msg.width, msg.height = int(width), int(height)
     msg.distortion_model = "plumb_bob"
-    msg.d = [0.0] * 5
-    msg.k = [float(v) for v in K.reshape(-1)]
-    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    msg.d = _like(getattr(msg, "d", None), np.zeros(5))
+    msg.k = _like(getattr(msg, "k", None), K.reshape(-1))
+    msg.r = _like(getattr(msg, "r", None), np.eye(3).reshape(-1))
     P = np.zeros((3, 4))
     P[:3, :3] = K
-    msg.p = [float(v) for v in P.reshape(-1)]
+    msg.p = _like(getattr(msg, "p", None), P.reshape(-1))
 
 
-def fill_point_cloud2_msg(msg: Any, xyz: np.ndarray, rgb: np.ndarray, point_field_cls: Any) -> None:
-    """XYZRGB PointCloud2 fields from (N, 3) float32 positions and (N, 3) uint8 colours.
+#: PointField.FLOAT32
+_FLOAT32 = 7
 
-    ``point_field_cls`` is the PointField class of the same message family (rclpy's
-    ``sensor_msgs.msg.PointField`` or a rosbags typestore's). ``rgb`` is packed into a uint32
-    as 0x00RRGGBB and declared FLOAT32, the RViz/PCL convention.
+
+def point_cloud2_fields(
+    xyz: np.ndarray, rgb: np.ndarray
+) -> tuple[np.ndarray, list[tuple[str, int, int, int]], int]:
+    """The data buffer and field layout of an XYZRGB PointCloud2 (sensor_msgs_py stand-in).
+
+    Args:
+        xyz: (N, 3) positions (cast to float32).
+        rgb: (N, 3) uint8 colours, packed into a uint32 as 0x00RRGGBB and declared FLOAT32
+            (the RViz/PCL convention).
+
+    Returns:
+        (data (N * 16,) uint8, [(name, offset, datatype, count)] for x, y, z, rgb, point_step).
     """
-    n = int(xyz.shape[0])
-    if xyz.shape != (n, 3) or rgb.shape != (n, 3):
-        raise ConversionError(f"xyz and rgb must be (N, 3), got {xyz.shape} and {rgb.shape}")
+    xyz = np.asarray(xyz)
+    n = int(xyz.shape[0]) if xyz.ndim == 2 else -1
+    if n < 0 or xyz.shape != (n, 3) or np.shape(rgb) != (n, 3):
+        raise ConversionError(
+            f"xyz and rgb must be (N, 3), got {np.shape(xyz)} and {np.shape(rgb)}"
+        )
+    if rgb.dtype != np.uint8:
+        raise ConversionError(f"rgb must be uint8, got {rgb.dtype}")
     packed = (
         (rgb[:, 0].astype(np.uint32) << 16) | (rgb[:, 1].astype(np.uint32) << 8) | rgb[:, 2]
     ).astype(np.uint32)
     rec = np.zeros(n, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<u4")])
     rec["x"], rec["y"], rec["z"], rec["rgb"] = xyz[:, 0], xyz[:, 1], xyz[:, 2], packed
+    fields = [(name, off, _FLOAT32, 1) for name, off in (("x", 0), ("y", 4), ("z", 8), ("rgb", 12))]
+    return rec.view(np.uint8).reshape(-1), fields, 16
+
+
+def fill_point_cloud2_msg(msg: Any, xyz: np.ndarray, rgb: np.ndarray, point_field_cls: Any) -> None:
+    """XYZRGB PointCloud2 fields (height 1, dense) from (N, 3) positions and (N, 3) uint8 colours.
+
+    ``point_field_cls`` is the PointField class of the same message family (rclpy's
+    ``sensor_msgs.msg.PointField`` or a rosbags typestore's). See :func:`point_cloud2_fields`.
+    """
+    data, fields, point_step = point_cloud2_fields(xyz, rgb)
+    n = data.size // point_step
     msg.height, msg.width = 1, n
     msg.fields = [
-        point_field_cls(name=name, offset=off, datatype=7, count=1)  # FLOAT32 = 7
-        for name, off in (("x", 0), ("y", 4), ("z", 8), ("rgb", 12))
+        point_field_cls(name=name, offset=off, datatype=dt, count=count)
+        for name, off, dt, count in fields
     ]
-    msg.is_bigendian, msg.point_step, msg.row_step, msg.is_dense = False, 16, 16 * n, True
-    msg.data = rec.tobytes()
+    msg.is_bigendian, msg.point_step, msg.row_step, msg.is_dense = (
+        False,
+        point_step,
+        point_step * n,
+        True,
+    )
+    msg.data = _like(getattr(msg, "data", None), data)

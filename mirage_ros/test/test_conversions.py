@@ -5,6 +5,7 @@ from __future__ import annotations
 import array
 import math
 from types import SimpleNamespace as NS
+from typing import Any
 
 import numpy as np
 import pytest
@@ -247,3 +248,139 @@ def test_point_cloud2_fields_pack_xyz_and_rgb() -> None:
     assert rec["x"].tolist() == [1.0, 4.0] and rec["rgb"][0] == (255 << 16) | 1
     assert [f.name for f in msg.fields] == ["x", "y", "z", "rgb"]
     assert msg.width == 2 and msg.point_step == 16
+
+
+# ---------------------------------------------------------------- message families
+def _rosbags_types() -> Any:
+    from rosbags.typesys import Stores, get_typestore
+
+    return get_typestore(Stores.ROS2_KILTED)
+
+
+def _rosbags_header(types: Any) -> Any:
+    return types["std_msgs/msg/Header"](
+        stamp=types["builtin_interfaces/msg/Time"](sec=0, nanosec=0), frame_id="cam"
+    )
+
+
+def test_filled_rosbags_messages_serialise_and_read_back() -> None:
+    store = _rosbags_types()
+    t = store.types
+    img_cls, info_cls = t["sensor_msgs/msg/Image"], t["sensor_msgs/msg/CameraInfo"]
+    empty = np.zeros(0, np.uint8)
+    rgb = _rgb()
+    image = img_cls(_rosbags_header(t), 0, 0, "", 0, 0, empty)
+    conv.fill_image_msg(image, rgb, "bgr8")
+    conv.fill_stamp(image.header.stamp, 12_000_000_345)
+    image2 = store.deserialize_cdr(
+        store.serialize_cdr(image, img_cls.__msgtype__), img_cls.__msgtype__
+    )
+    assert np.array_equal(conv.image_from_msg(image2), rgb)
+    assert conv.stamp_ns_from_msg(image2.header.stamp) == 12_000_000_345
+
+    depth = np.array([[0.5, np.nan], [2.0, 0.0]], np.float32)
+    for encoding in ("32FC1", "16UC1"):
+        d = img_cls(_rosbags_header(t), 0, 0, "", 0, 0, empty)
+        conv.fill_depth_msg(d, depth, encoding)
+        d2 = store.deserialize_cdr(store.serialize_cdr(d, img_cls.__msgtype__), img_cls.__msgtype__)
+        assert conv.depth_from_msg(d2).tolist() == [[0.5, 0.0], [2.0, 0.0]]
+
+    roi = t["sensor_msgs/msg/RegionOfInterest"](0, 0, 0, 0, False)
+    z9 = np.zeros(9)
+    info = info_cls(_rosbags_header(t), 0, 0, "", np.zeros(0), z9, z9, np.zeros(12), 0, 0, roi)
+    K = np.array([[50.0, 0, 3.5], [0, 52.0, 2.5], [0, 0, 1]])
+    conv.fill_camera_info_msg(info, K, 7, 5)
+    info2 = store.deserialize_cdr(
+        store.serialize_cdr(info, info_cls.__msgtype__), info_cls.__msgtype__
+    )
+    K2, w, h = conv.intrinsics_from_camera_info(info2)
+    assert np.array_equal(K2, K) and (w, h) == (7, 5)
+
+
+def test_filled_rclpy_messages_keep_their_field_types_and_read_back() -> None:
+    msgs = pytest.importorskip("sensor_msgs.msg")
+    geometry = pytest.importorskip("geometry_msgs.msg")
+    rgb = _rgb()
+    image = msgs.Image()
+    conv.fill_image_msg(image, rgb)
+    assert isinstance(image.data, array.array)
+    assert np.array_equal(conv.image_from_msg(image), rgb)
+    depth = msgs.Image()
+    conv.fill_depth_msg(depth, np.full((2, 3), 1.25, np.float32), "16UC1")
+    assert np.allclose(conv.depth_from_msg(depth), 1.25)
+    info = msgs.CameraInfo()
+    K = np.array([[50.0, 0, 3.5], [0, 52.0, 2.5], [0, 0, 1]])
+    conv.fill_camera_info_msg(info, K, 7, 5)
+    assert np.array_equal(conv.intrinsics_from_camera_info(info)[0], K)
+    conv.fill_stamp(info.header.stamp, 5_000_000_001)
+    assert conv.stamp_ns_from_msg(info.header.stamp) == 5_000_000_001
+    T = np.eye(4)
+    T[:3, 3] = (1.0, 2.0, 3.0)
+    pose, tf = geometry.Pose(), geometry.Transform()
+    conv.fill_pose_msg(pose, T)
+    conv.fill_transform_msg(tf, T)
+    assert np.allclose(conv.pose_from_msg(pose), T) and np.allclose(conv.transform_from_msg(tf), T)
+    cloud = msgs.PointCloud2()
+    conv.fill_point_cloud2_msg(
+        cloud, np.zeros((3, 3), np.float32), np.zeros((3, 3), np.uint8), msgs.PointField
+    )
+    assert cloud.width == 3 and len(cloud.data) == 48
+
+
+def test_integer_arrays_and_lists_as_data_are_range_checked() -> None:
+    rgb = _rgb(2, 2)
+    msg = _image(2, 2, "rgb8", b"", step=6)
+    msg.data = rgb.reshape(-1).astype(np.int64)
+    assert np.array_equal(conv.image_from_msg(msg), rgb)
+    msg.data = [300] * 12
+    with pytest.raises(ConversionError, match="bytes"):
+        conv.image_from_msg(msg)
+    msg.data = np.full(12, -1, np.int16)
+    with pytest.raises(ConversionError, match="bytes"):
+        conv.image_from_msg(msg)
+
+
+def test_16uc1_writing_rounds_to_millimetres_and_marks_out_of_range_invalid() -> None:
+    msg = NS()
+    conv.fill_depth_msg(msg, np.array([[1.2344, 70.0, -1.0, np.inf]]), "16UC1")
+    assert conv.depth_from_msg(msg).tolist() == [[np.float32(1.234), 0.0, 0.0, 0.0]]
+    with pytest.raises(EncodingError):
+        conv.fill_depth_msg(msg, np.zeros((2, 2)), "8UC1")
+
+
+def test_stamps_out_of_the_time_message_range_are_refused() -> None:
+    with pytest.raises(ConversionError):
+        conv.fill_stamp(NS(), -1)
+    with pytest.raises(ConversionError):
+        conv.fill_stamp(NS(), 2**31 * 1_000_000_000)
+    ros1 = NS(secs=0, nsecs=0)
+    conv.fill_stamp(ros1, 3_000_000_004)
+    assert (ros1.secs, ros1.nsecs) == (3, 4)
+
+
+def test_non_rigid_matrices_are_not_written_as_poses() -> None:
+    with pytest.raises(PoseError):
+        conv.fill_pose_msg(_pose(), np.diag([2.0, 1.0, 1.0, 1.0]))
+    with pytest.raises(PoseError):
+        conv.fill_transform_msg(NS(translation=NS(), rotation=NS()), np.full((4, 4), np.nan))
+
+
+@settings(max_examples=50, deadline=None)
+@given(n=st.integers(0, 20), seed=st.integers(0, 2**16))
+def test_point_cloud2_buffer_decodes_to_the_input_points(n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    xyz = rng.normal(size=(n, 3)).astype(np.float32)
+    rgb = rng.integers(0, 256, (n, 3), dtype=np.uint8)
+    data, fields, step = conv.point_cloud2_fields(xyz, rgb)
+    dtype = np.dtype(
+        {
+            "names": [f[0] for f in fields],
+            "formats": ["<f4"] * 3 + ["<u4"],
+            "offsets": [f[1] for f in fields],
+            "itemsize": step,
+        }
+    )
+    rec = np.frombuffer(data.tobytes(), dtype=dtype)
+    assert np.array_equal(np.stack([rec["x"], rec["y"], rec["z"]], 1), xyz)
+    assert np.array_equal((rec["rgb"] >> 16) & 255, rgb[:, 0])
+    assert np.array_equal(rec["rgb"] & 255, rgb[:, 2])
