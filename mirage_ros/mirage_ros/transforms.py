@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import transforms3d
 
-from mirage_ros.core.errors import MirageError, TransformError
+from mirage_ros.core.errors import ConfigError, MirageError, TransformError
 
 __all__ = ["TransformBuffer"]
 
@@ -49,6 +49,14 @@ def _slerp(q0: np.ndarray, q1: np.ndarray, t: float) -> np.ndarray:
     return np.asarray((math.sin((1 - t) * theta) * q0 + math.sin(t * theta) * q1) / s)
 
 
+def _rigid_inverse(T: np.ndarray) -> np.ndarray:
+    """Inverse of a rigid (4, 4) transform: [R^T | -R^T t]."""
+    inv = np.eye(4)
+    inv[:3, :3] = T[:3, :3].T
+    inv[:3, 3] = -T[:3, :3].T @ T[:3, 3]
+    return inv
+
+
 def _matrix(translation: np.ndarray, q_wxyz: np.ndarray) -> np.ndarray:
     T = np.eye(4)
     T[:3, :3] = transforms3d.quaternions.quat2mat(q_wxyz)
@@ -65,11 +73,20 @@ class TransformBuffer:
     """
 
     def __init__(self, cache_time_s: float = 30.0) -> None:
-        if not cache_time_s > 0:
-            raise MirageError(f"cache_time_s must be > 0, got {cache_time_s}")
+        if not cache_time_s > 0:  # also refuses NaN
+            raise ConfigError(
+                f"cache_time_s must be > 0 (inf keeps everything), got {cache_time_s}"
+            )
         self.cache_ns = int(min(cache_time_s, 1e9) * 1e9)
         self._edges: dict[str, _Edge] = {}
+        self._names: set[str] = set()  # every child and parent frame
+        self._chains: dict[str, list[str]] = {}  # frame -> [frame, parent, ..., root]
         self._lock = threading.Lock()
+
+    def _structure_changed(self) -> None:
+        """Recompute the frame set and forget cached chains (lock held)."""
+        self._names = set(self._edges) | {e.parent for e in self._edges.values()}
+        self._chains = {}
 
     # ------------------------------------------------------------------ writing
     def set_transform(
@@ -91,6 +108,7 @@ class TransformBuffer:
             if edge is None or edge.parent != parent or edge.static != static:
                 edge = _Edge(parent=parent, static=static)  # re-parenting replaces (tf2)
                 self._edges[child] = edge
+                self._structure_changed()
             if static:
                 edge.T_static = T.copy()
                 return
@@ -137,13 +155,13 @@ class TransformBuffer:
                 self._edges = {c: e for c, e in self._edges.items() if e.static}
             else:
                 self._edges = {}
+            self._structure_changed()
 
     # ------------------------------------------------------------------ reading
     def frames(self) -> list[str]:
+        """Every frame named as a child or a parent, sorted."""
         with self._lock:
-            names = set(self._edges)
-            names.update(e.parent for e in self._edges.values())
-        return sorted(names)
+            return sorted(self._names)
 
     def all_frames_as_string(self) -> str:
         with self._lock:
@@ -154,7 +172,10 @@ class TransformBuffer:
         return "\n".join(lines)
 
     def _chain(self, frame: str) -> list[str]:
-        """[frame, parent, grandparent, ..., root] (lock held); raises on a cycle."""
+        """[frame, parent, grandparent, ..., root] (lock held, cached); raises on a cycle."""
+        cached = self._chains.get(frame)
+        if cached is not None:
+            return cached
         chain = [frame]
         seen = {frame}
         while chain[-1] in self._edges:
@@ -165,6 +186,7 @@ class TransformBuffer:
                 )
             chain.append(parent)
             seen.add(parent)
+        self._chains[frame] = chain
         return chain
 
     def _edge_range(self, child: str) -> tuple[int, int] | None:
@@ -195,7 +217,7 @@ class TransformBuffer:
         return _matrix(trans, _slerp(e.quats_wxyz[i - 1], e.quats_wxyz[i], a))
 
     def _unknown(self, frame: str) -> TransformError:
-        known = sorted(set(self._edges) | {e.parent for e in self._edges.values()})
+        known = sorted(self._names)
         return TransformError(
             f"frame {frame!r} does not exist; known frames: {', '.join(known) or '(none)'}"
         )
@@ -204,15 +226,15 @@ class TransformBuffer:
         """``T_target_source`` (4, 4) at ``stamp_ns`` (0 = latest common time)."""
         target_frame, source_frame = target_frame.lstrip("/"), source_frame.lstrip("/")
         with self._lock:
-            names = set(self._edges) | {e.parent for e in self._edges.values()}
             for f in (target_frame, source_frame):
-                if f not in names:
+                if f not in self._names:
                     raise self._unknown(f)
             if target_frame == source_frame:
                 return np.eye(4)
             up_src = self._chain(source_frame)
             up_tgt = self._chain(target_frame)
-            common = next((f for f in up_src if f in set(up_tgt)), None)
+            tgt_set = set(up_tgt)
+            common = next((f for f in up_src if f in tgt_set), None)
             if common is None:
                 raise TransformError(
                     f"no transform path between {target_frame!r} (tree rooted at "
@@ -229,9 +251,10 @@ class TransformBuffer:
             T_common_target = np.eye(4)
             for child in tgt_edges:
                 T_common_target = self._edge_at(child, stamp_ns) @ T_common_target
-        return np.asarray(np.linalg.inv(T_common_target) @ T_common_source)
+        return _rigid_inverse(T_common_target) @ T_common_source
 
     def can_transform(self, target_frame: str, source_frame: str, stamp_ns: int) -> bool:
+        """Whether :meth:`lookup` would succeed; never raises."""
         try:
             self.lookup(target_frame, source_frame, stamp_ns)
         except MirageError:

@@ -11,7 +11,7 @@ import pytest
 import transforms3d
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mirage_ros.core.errors import MirageError, TransformError
+from mirage_ros.core.errors import ConfigError, MirageError, TransformError
 from mirage_ros.transforms import TransformBuffer
 
 S = 1_000_000_000
@@ -163,3 +163,53 @@ def test_concurrent_writers_and_readers_never_fail_unexpectedly(tree: TransformB
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_cache_time_must_be_positive_and_inf_keeps_everything() -> None:
+    for bad in (0.0, -1.0, math.nan):
+        with pytest.raises(ConfigError):
+            TransformBuffer(cache_time_s=bad)
+    buf = TransformBuffer(cache_time_s=math.inf)
+    for i in range(50):
+        buf.set_transform("map", "base", _T(x=i), i * 1000 * S, static=False)
+    assert np.allclose(buf.lookup("map", "base", 0 + 1)[:3, 3], (1e-12, 0, 0), atol=1e-9)
+
+
+def test_reparenting_after_a_lookup_is_seen_by_the_next_lookup(tree: TransformBuffer) -> None:
+    before = tree.lookup("map", "camera", S // 2)
+    tree.set_transform("odom", "camera", _T(y=3.0), 0, static=True)  # camera now hangs off odom
+    after = tree.lookup("map", "camera", S // 2)
+    assert not np.allclose(before, after)
+    assert np.allclose(after, _T(1.0) @ _T(y=3.0))
+
+
+def test_out_of_order_stamps_are_sorted_on_insertion() -> None:
+    ordered, shuffled = TransformBuffer(), TransformBuffer()
+    stamps = list(range(0, 10 * S, S))
+    for i in stamps:
+        ordered.set_transform("map", "base", _T(x=i / S, yaw=i / S / 10), i, static=False)
+    for i in reversed(stamps):
+        shuffled.set_transform("map", "base", _T(x=i / S, yaw=i / S / 10), i, static=False)
+    for t in (0, S // 3, 5 * S + 7, 9 * S):
+        assert np.allclose(ordered.lookup("map", "base", t), shuffled.lookup("map", "base", t))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    q0=st.tuples(*[st.floats(-1, 1)] * 4).filter(lambda q: sum(v * v for v in q) > 0.1),
+    q1=st.tuples(*[st.floats(-1, 1)] * 4).filter(lambda q: sum(v * v for v in q) > 0.1),
+    a=st.floats(0, 1),
+)
+def test_interpolated_rotation_follows_the_shortest_geodesic(q0, q1, a) -> None:
+    """Reference: R(a) = R0 expm(a log(R0^T R1)) via axis-angle (transforms3d)."""
+    R0 = transforms3d.quaternions.quat2mat(np.array(q0) / np.linalg.norm(q0))
+    R1 = transforms3d.quaternions.quat2mat(np.array(q1) / np.linalg.norm(q1))
+    axis, angle = transforms3d.axangles.mat2axangle(R0.T @ R1)
+    expected = R0 @ transforms3d.axangles.axangle2mat(axis, a * angle)
+    buf = TransformBuffer()
+    T0, T1 = np.eye(4), np.eye(4)
+    T0[:3, :3], T1[:3, :3] = R0, R1
+    buf.set_transform("a", "b", T0, S, static=False)
+    buf.set_transform("a", "b", T1, 2 * S, static=False)
+    got = buf.lookup("a", "b", S + round(a * S))
+    assert np.allclose(got[:3, :3], expected, atol=1e-6)
