@@ -384,3 +384,34 @@ def test_point_cloud2_buffer_decodes_to_the_input_points(n: int, seed: int) -> N
     assert np.array_equal(np.stack([rec["x"], rec["y"], rec["z"]], 1), xyz)
     assert np.array_equal((rec["rgb"] >> 16) & 255, rgb[:, 0])
     assert np.array_equal(rec["rgb"] & 255, rgb[:, 2])
+
+
+_any_float = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 5))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    k=st.lists(_any_float, min_size=0, max_size=12),
+    d=st.lists(_any_float, max_size=8),
+    w=st.integers(-2, 20000),
+    h=st.integers(-2, 20000),
+)
+def test_fuzzed_camera_info_gives_a_sane_pinhole_or_a_conversion_error(k, d, w, h) -> None:
+    try:
+        K, width, height = conv.intrinsics_from_camera_info(NS(width=w, height=h, k=k, d=d))
+    except ConversionError:
+        return
+    assert K.shape == (3, 3) and np.isfinite(K).all() and K[0, 0] > 0 and K[1, 1] > 0
+    assert 0 < width <= conv.MAX_IMAGE_SIDE_PX and 0 < height <= conv.MAX_IMAGE_SIDE_PX
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.tuples(*[_any_float] * 7))
+def test_fuzzed_poses_are_rigid_or_a_pose_error(values) -> None:
+    try:
+        T = conv.pose_from_msg(_pose(*values))
+    except PoseError:
+        return
+    assert np.isfinite(T).all()
+    assert np.allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-6)
+    assert np.linalg.det(T[:3, :3]) > 0
