@@ -130,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
         "queue_size:=64",
         "-p",
         "transform_wait_s:=5.0",
+        "-p",
+        "sensor_qos:=reliable",  # the replay is reliable: lose no frame on a loaded machine
     ]
     if args.weights:
         node_cmd += ["-p", f"weights_path:={args.weights}"]

@@ -108,6 +108,7 @@ class Engine:
         self._integrate_ms: collections.deque[float] = collections.deque(maxlen=200)
         self._predict_ms: collections.deque[float] = collections.deque(maxlen=200)
         self._newest_stamp_ns = 0
+        self._memory_stats: dict[str, Any] = dict(predictor.memory.stats())
         self._running = False
         self._thread: threading.Thread | None = None
 
@@ -239,6 +240,11 @@ class Engine:
                         fut.set_exception(exc)
             elif frame is not None:
                 self._integrate(*frame)
+            else:
+                continue
+            stats = dict(self.predictor.memory.stats())  # consistent: taken on the worker
+            with self._lock:
+                self._memory_stats = stats
 
     def _ready_frame_locked(self) -> bool:
         """True when the head frame can be integrated or must be dropped (lock held)."""
@@ -337,6 +343,11 @@ class Engine:
     def queue_length(self) -> int:
         with self._lock:
             return len(self._frames)
+
+    def memory_stats(self) -> dict[str, Any]:
+        """The memory's stats as of the worker's last operation (never waits for the worker)."""
+        with self._lock:
+            return dict(self._memory_stats)
 
     def snapshot(self) -> dict[str, Any]:
         """Counters and latencies (a consistent copy)."""

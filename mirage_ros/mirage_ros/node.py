@@ -61,6 +61,7 @@ _TF_STATIC = QoSProfile(
 )
 _TF = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 _RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+_RELIABLE_SENSOR = QoSProfile(depth=30, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class MirageNode(Node):
@@ -95,7 +96,9 @@ class MirageNode(Node):
     # ------------------------------------------------------------------ set-up
     def _create_interfaces(self) -> None:
         cfg = self.config
-        sensor_qos = qos_profile_sensor_data if cfg.sensor_qos == "sensor_data" else _RELIABLE
+        sensor_qos = (
+            qos_profile_sensor_data if cfg.sensor_qos == "sensor_data" else _RELIABLE_SENSOR
+        )
         for ns in cfg.camera_namespaces:
             base = ns.rstrip("/")
             self.create_subscription(
@@ -346,7 +349,9 @@ class MirageNode(Node):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self.engine.call(lambda: mem.save(path))
                 return True, f"saved {mem.num_voxels} voxels to {path}"
-            self.engine.call(lambda: mem.load(path))
+            self.engine.call(
+                lambda: mem.load(path, expected_codec_id=self.predictor.codec.codec_id)
+            )
             return True, f"loaded {mem.num_voxels} voxels from {path}"
         except (MirageError, OSError) as exc:
             return False, f"{kind} failed: {exc}"
@@ -382,7 +387,7 @@ class MirageNode(Node):
     # ------------------------------------------------------------------ status
     def _publish_status(self) -> None:
         mem = self.predictor.memory
-        stats = self.engine.call(mem.stats, timeout_s=5.0) if self.engine else {}
+        stats = self.engine.memory_stats()
         snap = self.engine.snapshot()
         msg = MemoryStatus()
         msg.header.stamp = self.get_clock().now().to_msg()
@@ -437,7 +442,11 @@ class MirageNode(Node):
         if self.pub_cloud.get_subscription_count() == 0:
             return
         limit = self.config.cloud_max_points
-        xyz, rgb = self.engine.call(lambda: self.resolver.colored_points(limit), timeout_s=10.0)
+        try:
+            xyz, rgb = self.engine.call(lambda: self.resolver.colored_points(limit), timeout_s=30)
+        except MirageError as exc:
+            self._log("warn", f"memory_cloud skipped: {exc}")
+            return
         msg = PointCloud2()
         msg.header.frame_id = self.config.fixed_frame
         msg.header.stamp = self.get_clock().now().to_msg()
@@ -445,7 +454,9 @@ class MirageNode(Node):
         self.pub_cloud.publish(msg)
 
     def destroy_node(self) -> None:
-        self.engine.stop()
+        engine = getattr(self, "engine", None)  # absent when the constructor failed
+        if engine is not None:
+            engine.stop()
         super().destroy_node()
 
 

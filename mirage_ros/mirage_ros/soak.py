@@ -70,6 +70,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     import subprocess
     import sys
 
+    ns = f"/soak_{os.getpid()}"  # a namespace of its own: no other node can interfere
     node_cmd = [
         sys.executable,
         "-m",
@@ -85,22 +86,26 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         "status_rate_hz:=2.0",
         "-p",
         "cloud_period_s:=0.0",
+        "-r",
+        f"__ns:={ns}",
     ]
     if args.weights:
         node_cmd += ["-p", f"weights_path:={args.weights}"]
     log = open(out_dir / "soak_node.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(node_cmd, stdout=log, stderr=subprocess.STDOUT)
-    rclpy.init()
-    node = rclpy.create_node("mirage_soak")
+    # a context of its own: the caller (a test) may use rclpy already
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("mirage_soak", context=context)
     from rclpy.executors import MultiThreadedExecutor
 
-    executor = MultiThreadedExecutor(num_threads=2)
+    executor = MultiThreadedExecutor(num_threads=2, context=context)
     executor.add_node(node)
     import threading
 
     threading.Thread(target=executor.spin, daemon=True).start()
     status: list[MemoryStatus] = []
-    node.create_subscription(MemoryStatus, "/mirage/status", status.append, 10)
+    node.create_subscription(MemoryStatus, f"{ns}/mirage/status", status.append, 10)
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
     latched = QoSProfile(
@@ -110,14 +115,17 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     )
     pub_static = node.create_publisher(TFMessage, "/tf_static", latched)
     pub_tf = node.create_publisher(TFMessage, "/tf", 100)
-    pub_info = node.create_publisher(CameraInfo, "/camera/color/camera_info", 10)
-    pub_rgb = node.create_publisher(Image, "/camera/color/image_raw", 10)
-    pub_depth = node.create_publisher(Image, "/camera/depth/image_raw", 10)
-    predict = node.create_client(PredictViews, "/mirage/predict_views")
-    save = node.create_client(MemoryFile, "/mirage/save_memory")
+    pub_info = node.create_publisher(CameraInfo, f"{ns}/camera/color/camera_info", 10)
+    pub_rgb = node.create_publisher(Image, f"{ns}/camera/color/image_raw", 10)
+    pub_depth = node.create_publisher(Image, f"{ns}/camera/depth/image_raw", 10)
+    predict = node.create_client(PredictViews, f"{ns}/mirage/predict_views")
+    save = node.create_client(MemoryFile, f"{ns}/mirage/save_memory")
     samples: list[dict[str, Any]] = []
     calls = {"predict_ok": 0, "predict_failed": 0, "save_ok": 0, "save_failed": 0}
     predict_ms: list[float] = []
+    failures: list[str] = []
+    virtual_camera = CameraInfo()  # the camera of the stream, so requests never wait for one
+    conv.fill_camera_info_msg(virtual_camera, frames[0].K, width, height)
     try:
         if not predict.wait_for_service(timeout_sec=120):
             raise MirageError("soak: mirage_node did not start (see soak_node.log)")
@@ -192,7 +200,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                 p = PoseStamped()
                 p.header.frame_id = "map"
                 conv.fill_pose_msg(p.pose, frames[int(elapsed * 7) % len(frames)].T_world_camera)
-                pending_pred.append((now, predict.call_async(PredictViews.Request(poses=[p]))))
+                req = PredictViews.Request(poses=[p], camera_info=virtual_camera)
+                pending_pred.append((now, predict.call_async(req)))
                 next_pred += 1.0 / args.predict_hz
             if now >= next_save:
                 pending_save.append(save.call_async(MemoryFile.Request(path="soak.safetensors")))
@@ -202,12 +211,16 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                     pending_pred.remove((started, fut))
                     ok = fut.result() is not None and fut.result().success
                     calls["predict_ok" if ok else "predict_failed"] += 1
+                    if not ok and len(failures) < 10:
+                        failures.append(getattr(fut.result(), "message", "no response"))
                     predict_ms.append((time.monotonic() - started) * 1e3)
             for fut in list(pending_save):
                 if fut.done():
                     pending_save.remove(fut)
                     ok = fut.result() is not None and fut.result().success
                     calls["save_ok" if ok else "save_failed"] += 1
+                    if not ok and len(failures) < 10:
+                        failures.append(getattr(fut.result(), "message", "no response"))
             if now >= next_sample and status:
                 s = status[-1]
                 samples.append(
@@ -240,7 +253,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         executor.shutdown()
         node.destroy_node()
-        rclpy.try_shutdown()
+        rclpy.try_shutdown(context=context)
         if proc.poll() is None:
             import signal
 
@@ -250,7 +263,9 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 proc.kill()
         log.close()
-    return _report(args, samples, calls, predict_ms)
+    report = _report(args, samples, calls, predict_ms)
+    report["failure_messages"] = failures
+    return report
 
 
 def _report(

@@ -15,11 +15,21 @@ from typing import Any
 import numpy as np
 
 NODE_NAME = "mirage"
+_COUNTER = [0]
 
 
-def start_node(tmp: Path, *params: str, log_name: str = "node.log") -> subprocess.Popen[bytes]:
-    """Start mirage_node as its own process (DDS settings inherited from conftest)."""
+def start_node(
+    tmp: Path, *params: str, log_name: str = "node.log", ns: str | None = None
+) -> subprocess.Popen[bytes]:
+    """Start mirage_node as its own process (DDS settings inherited from conftest).
+
+    Each node gets a namespace of its own (``proc.ns``), so a node of another test that is
+    still shutting down can never answer this test's requests.
+    """
     assert os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == "LOCALHOST"
+    if ns is None:
+        _COUNTER[0] += 1
+        ns = f"/t{os.getpid()}_{_COUNTER[0]}"
     cmd = [
         sys.executable,
         "-m",
@@ -33,6 +43,10 @@ def start_node(tmp: Path, *params: str, log_name: str = "node.log") -> subproces
         "transform_wait_s:=5.0",
         "-p",
         "status_rate_hz:=5.0",
+        "-p",
+        "sensor_qos:=reliable",  # the tests count frames: no best-effort losses
+        "-r",
+        f"__ns:={ns}",
     ]
     weights = os.environ.get("MIRAGE_TEST_WEIGHTS")  # developers: try other codec weights
     if weights:
@@ -40,7 +54,9 @@ def start_node(tmp: Path, *params: str, log_name: str = "node.log") -> subproces
     for p in params:
         cmd += ["-p", p]
     log = open(tmp / log_name, "ab")  # noqa: SIM115 - owned by the process
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    proc.ns = ns  # type: ignore[attr-defined]
+    return proc
 
 
 def stop_node(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT) -> int:
@@ -70,16 +86,30 @@ class Client:
         self._thread.start()
         self._pubs: dict[str, Any] = {}
         self.status: list[Any] = []
+        self.ns = ""
+
+    def attach(self, proc: Any) -> None:
+        """Talk to the node started as ``proc`` (its namespace) from now on."""
         from mirage_ros_interfaces.msg import MemoryStatus
 
-        self.node.create_subscription(MemoryStatus, f"/{NODE_NAME}/status", self.status.append, 10)
+        if proc.ns == self.ns:
+            return
+        self.ns = proc.ns
+        self.status.clear()
+        self.node.create_subscription(
+            MemoryStatus, self.topic(f"{NODE_NAME}/status"), self.status.append, 10
+        )
+
+    def topic(self, relative: str) -> str:
+        """A topic or service name relative to the attached node's namespace."""
+        return f"{self.ns}/{relative}"
 
     def close(self) -> None:
         self.executor.shutdown()
         self.node.destroy_node()
 
     def client(self, srv_type: Any, name: str, timeout_s: float = 60.0) -> Any:
-        cli = self.node.create_client(srv_type, f"/{NODE_NAME}/{name}")
+        cli = self.node.create_client(srv_type, self.topic(f"{NODE_NAME}/{name}"))
         assert cli.wait_for_service(timeout_sec=timeout_s), f"service {name} not available"
         return cli
 
@@ -99,6 +129,25 @@ class Client:
             )
             self._pubs[topic] = self.node.create_publisher(msg_type, topic, qos)
         return self._pubs[topic]
+
+    def wait_settled(self, min_integrated: int, timeout_s: float = 120.0) -> Any:
+        """Wait until the node integrated ``min_integrated`` frames and its queue is empty and
+        every received frame is accounted for (integrated or dropped); returns the status."""
+
+        def settled() -> bool:
+            s = self.latest_status()
+            if s is None or s.frames_integrated < min_integrated or s.queue_length:
+                return False
+            drops = s.dropped_queue_full + s.dropped_no_transform + s.dropped_bad_input
+            return bool(s.frames_integrated + drops + s.dropped_rate_limit >= s.frames_received)
+
+        try:
+            wait_until(settled, timeout_s, f"{min_integrated} frames integrated and settled")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last status: {self.latest_status()}") from None
+        n = len(self.status)
+        wait_until(lambda: len(self.status) > n, 10, "one more status")
+        return self.latest_status()
 
     def latest_status(self) -> Any:
         return self.status[-1] if self.status else None
@@ -152,9 +201,9 @@ class Client:
                 depth.data = mm.tobytes()
             else:
                 conv.fill_depth_msg(depth, f.depth_m, "32FC1")
-            self.publisher(CameraInfo, f"/{camera_ns}/color/camera_info").publish(info)
-            self.publisher(Image, f"/{camera_ns}/depth/image_raw").publish(depth)
-            self.publisher(Image, f"/{camera_ns}/color/image_raw").publish(color)
+            self.publisher(CameraInfo, self.topic(f"{camera_ns}/color/camera_info")).publish(info)
+            self.publisher(Image, self.topic(f"{camera_ns}/depth/image_raw")).publish(depth)
+            self.publisher(Image, self.topic(f"{camera_ns}/color/image_raw")).publish(color)
             time.sleep(0.02)
 
 

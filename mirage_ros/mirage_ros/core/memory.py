@@ -378,11 +378,15 @@ class LatentSpatialMemory:
 
         save_memory(self, Path(path))
 
-    def load(self, path: str | Path) -> None:
-        """Replace the memory by a file's content; all-or-nothing (see persistence)."""
+    def load(self, path: str | Path, expected_codec_id: str | None = None) -> None:
+        """Replace the memory by a file's content; all-or-nothing (see persistence).
+
+        With ``expected_codec_id``, a file written with another codec is refused: its latents
+        would decode to garbage with this one.
+        """
         from mirage_ros.core.persistence import load_memory_into
 
-        load_memory_into(self, Path(path))
+        load_memory_into(self, Path(path), expected_codec_id=expected_codec_id)
 
     @classmethod
     def from_file(

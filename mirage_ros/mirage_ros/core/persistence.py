@@ -244,13 +244,21 @@ def _file_limit(config: MemoryConfig) -> int:
     return 2 * config.max_memory_bytes + _MAX_HEADER_BYTES + 4096
 
 
-def load_memory_into(memory: LatentSpatialMemory, path: Path) -> None:
+def load_memory_into(
+    memory: LatentSpatialMemory, path: Path, expected_codec_id: str | None = None
+) -> None:
     """Replace ``memory``'s content by the file's; all-or-nothing.
 
     Voxel size, latent dtype and codec id come from the file; the latent channel count must
     match ``memory.config``; budget, device and the other settings stay those of ``memory``.
     """
     header, tensors = read_memory_file(path, max_file_bytes=_file_limit(memory.config))
+    file_codec = str(header.get("codec_id", "none"))
+    if expected_codec_id is not None and file_codec != expected_codec_id:
+        raise MemoryFileError(
+            f"refusing memory file {path}: written with codec {file_codec}, this node runs "
+            f"{expected_codec_id} (load it with the same weights)"
+        )
     if header["latent_channels"] != memory.config.latent_channels:
         raise MemoryFileError(
             f"refusing memory file {path}: {header['latent_channels']} latent channels, "

@@ -139,3 +139,22 @@ def test_refuses_file_bigger_than_the_budget(tmp_path: Path) -> None:
     with pytest.raises(MemoryFileError, match=r"exceeds|voxels"):
         small.load(path)
     assert small.num_voxels == 0
+
+
+def test_file_from_another_codec_is_refused_and_memory_kept(tmp_path) -> None:
+    import pytest
+    import torch
+    from mirage_ros.core.config import MemoryConfig
+    from mirage_ros.core.errors import MemoryFileError
+    from mirage_ros.core.memory import LatentSpatialMemory
+
+    K = torch.tensor([[40.0, 0, 15.5], [0, 40.0, 11.5], [0, 0, 1]])
+    other = LatentSpatialMemory(MemoryConfig(latent_channels=4, device="cpu"), codec_id="codec-a")
+    other.integrate(torch.randn(4, 24, 32), torch.full((24, 32), 2.0), K, torch.eye(4), 1)
+    other.save(tmp_path / "a.safetensors")
+    mine = LatentSpatialMemory(MemoryConfig(latent_channels=4, device="cpu"), codec_id="codec-b")
+    with pytest.raises(MemoryFileError, match="codec codec-a"):
+        mine.load(tmp_path / "a.safetensors", expected_codec_id="codec-b")
+    assert mine.num_voxels == 0 and mine.codec_id == "codec-b"
+    mine.load(tmp_path / "a.safetensors", expected_codec_id="codec-a")
+    assert mine.num_voxels == other.num_voxels

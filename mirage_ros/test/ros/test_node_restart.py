@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 from mirage_ros.sim import SceneConfig, SyntheticSequence
+from rosutil import Client, start_node, stop_node
 
-from .rosutil import Client, start_node, stop_node, wait_until
 from .test_node_system import H, W, _predict, _request
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -32,17 +32,11 @@ def test_save_restart_load_gives_identical_prediction(tmp_path: Path, client, fr
     from mirage_ros_interfaces.srv import MemoryFile, PredictViews
 
     first = start_node(tmp_path)
+    client.attach(first)
     try:
         client.client(PredictViews, "predict_views")
-        client.status.clear()
         client.publish_frames(frames)
-        wait_until(
-            lambda: (
-                (s := client.latest_status()) is not None and s.frames_integrated >= len(frames) - 1
-            ),
-            120,
-            "frames integrated",
-        )
+        client.wait_settled(len(frames))
         req = _request(frames[5:6], virtual_camera=True)
         before = _predict(client, req)
         assert before.success, before.message
@@ -54,6 +48,7 @@ def test_save_restart_load_gives_identical_prediction(tmp_path: Path, client, fr
         assert stop_node(first) == 0
     file = tmp_path / "restart.safetensors"
     second = start_node(tmp_path, f"load_path:={file}", log_name="node2.log")
+    client.attach(second)
     try:
         client.client(PredictViews, "predict_views")
         after = _predict(client, req)
@@ -69,18 +64,12 @@ def test_two_cameras_are_both_integrated(tmp_path: Path, client, frames) -> None
     from mirage_ros_interfaces.srv import PredictViews
 
     proc = start_node(tmp_path, "camera_namespaces:=[cam_a, cam_b]")
+    client.attach(proc)
     try:
         client.client(PredictViews, "predict_views")
-        client.status.clear()
         client.publish_frames(frames[:6], camera_ns="cam_a", camera_frame="cam_a_optical")
         client.publish_frames(frames[6:], camera_ns="cam_b", camera_frame="cam_b_optical")
-        wait_until(
-            lambda: (
-                (s := client.latest_status()) is not None and s.frames_integrated >= len(frames) - 2
-            ),
-            120,
-            "both cameras integrated",
-        )
-        assert client.latest_status().dropped_no_transform == 0
+        status = client.wait_settled(len(frames))
+        assert status.dropped_no_transform == 0
     finally:
         stop_node(proc)

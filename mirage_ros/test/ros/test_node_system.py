@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 from mirage_ros.sim import SceneConfig, SyntheticSequence
-
-from .rosutil import Client, psnr, start_node, stop_node, wait_until
+from rosutil import Client, psnr, start_node, stop_node, wait_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -37,15 +36,12 @@ def running(tmp_path_factory: pytest.TempPathFactory, client: Client, frames: li
     """A node that has integrated the module's frames."""
     tmp = tmp_path_factory.mktemp("node")
     proc = start_node(tmp, "max_poses_per_request:=16")
+    client.attach(proc)
     from mirage_ros_interfaces.srv import PredictViews
 
     client.client(PredictViews, "predict_views")
     client.publish_frames(frames)
-    wait_until(
-        lambda: (s := client.latest_status()) is not None and s.frames_integrated >= N_FRAMES - 2,
-        120,
-        "frames integrated",
-    )
+    client.wait_settled(N_FRAMES)
     yield proc, tmp
     assert proc.poll() is None, "the node died during the tests"
     stop_node(proc)
@@ -182,7 +178,7 @@ def test_unsupported_encoding_is_a_counted_drop_and_the_node_stays_up(
     img = Image(height=H, width=W, encoding="yuv422_weird", step=W * 2)
     img.header.frame_id = "camera_color_optical_frame"
     img.data = bytes(W * H * 2)
-    client.publisher(Image, "/camera/color/image_raw").publish(img)
+    client.publisher(Image, client.topic("camera/color/image_raw")).publish(img)
     wait_until(lambda: client.latest_status().dropped_bad_input > before, 20, "bad input counted")
     assert _predict(client, _request(frames[:1])).success
 
@@ -190,17 +186,16 @@ def test_unsupported_encoding_is_a_counted_drop_and_the_node_stays_up(
 def test_trajectory_action_streams_one_view_per_pose(running, client, frames) -> None:
     from nav_msgs.msg import Path as PathMsg
     from rclpy.action import ActionClient
+    from rosutil import wait_future
 
     from mirage_ros_interfaces.action import PredictTrajectory
-
-    from .rosutil import wait_future
 
     path = PathMsg()
     path.header.frame_id = "map"
     path.poses = list(_request(frames[2:6]).poses)
     for p in path.poses:
         p.header.frame_id = ""  # takes the path's frame
-    ac = ActionClient(client.node, PredictTrajectory, "/mirage/predict_trajectory")
+    ac = ActionClient(client.node, PredictTrajectory, client.topic("mirage/predict_trajectory"))
     assert ac.wait_for_server(timeout_sec=30)
     feedback: list[Any] = []
     gh = wait_future(

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from .rosutil import Client, start_node, stop_node
+from rosutil import Client, start_node, stop_node
 
 pytestmark = pytest.mark.ros
 
@@ -16,6 +15,7 @@ def test_node_process_answers_reset_over_dds(tmp_path: Path) -> None:
 
     proc = start_node(tmp_path)
     client = Client("mirage_smoke_client")
+    client.attach(proc)
     try:
         cli = client.client(Trigger, "reset", timeout_s=60)
         res = client.call(cli, Trigger.Request(), timeout_s=30)
