@@ -65,9 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
     parser.add_argument(
-        "--weights", type=Path, default=None,
-        help="codec weights (default: the shipped ones; if absent, an untrained codec "
-        "PCA-initialised on the first frame)",
+        "--weights", default=None,
+        help="codec weights file, or 'untrained' (a codec PCA-initialised on the first frame); "
+        "default: the shipped weights, or 'untrained' where none are shipped",
     )  # fmt: skip
     parser.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
     parser.add_argument("--resolution", default=None, help="resize on input, WxH (default native)")
@@ -85,11 +85,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary line")
 
 
-def _codec(weights: Path | None, device: str, first_rgb: Any) -> tuple[Codec, dict[str, Any]]:
-    if weights is not None:
-        codec = load_codec(weights, device)
+def _codec(weights: str | None, device: str, first_rgb: Any) -> tuple[Codec, dict[str, Any]]:
+    """The codec to evaluate with and what it is (for metrics.json)."""
+    if weights is not None and weights != "untrained":
+        codec = load_codec(Path(weights), device)
         return codec, {"source": str(weights), "codec_id": codec.codec_id, "trained": True}
-    if DEFAULT_WEIGHTS.is_file():
+    if weights is None and DEFAULT_WEIGHTS.is_file():
         codec = load_codec(None, device)
         return codec, {"source": str(DEFAULT_WEIGHTS), "codec_id": codec.codec_id, "trained": True}
     torch.manual_seed(0)
@@ -97,7 +98,9 @@ def _codec(weights: Path | None, device: str, first_rgb: Any) -> tuple[Codec, di
     rgb = torch.as_tensor(first_rgb).permute(2, 0, 1)[None].float() / 255.0
     codec.init_linear_from_pca(rgb)
     codec = codec.to(resolve_device(device)).eval()
-    source = "untrained codec, PCA-initialised on the first frame (no shipped weights found)"
+    source = "untrained codec, PCA-initialised on the first frame"
+    if weights is None:
+        source += " (no shipped weights found)"
     return codec, {"source": source, "codec_id": codec.codec_id, "trained": False}
 
 
@@ -174,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         "info_topic": args.info_topic, "fixed_frame": args.fixed_frame,
         "max_frames": args.max_frames,
         "resolution": None if resolution is None else f"{resolution[0]}x{resolution[1]}",
-        "weights": None if args.weights is None else str(args.weights),
+        "weights": args.weights,
     }  # fmt: skip
     summary["device"] = str(device)
     summary["bag"] = [str(p) for p in paths]

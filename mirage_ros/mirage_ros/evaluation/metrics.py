@@ -24,6 +24,7 @@ __all__ = [
     "psnr",
     "spearman",
     "ssim",
+    "ssim_from_map",
     "ssim_map",
     "ssim_reference",
 ]
@@ -81,41 +82,44 @@ def ssim_map(pred: Any, real: Any) -> np.ndarray:
     """Per-pixel SSIM (H, W) float64, mean over the 3 channels; gaussian window 11, sigma 1.5.
 
     Local statistics use reflect padding at the borders (as scikit-image does), so the map has
-    the image's size; images smaller than the window are padded by replication instead.
+    the image's size; images smaller than the window are padded by replication instead. The
+    five local moments are blurred in one separable float32 convolution.
     """
     p, r, _ = _pair(pred, real, None)
-    x = torch.from_numpy(np.ascontiguousarray(np.moveaxis(p, -1, 0)))[None]  # (1, 3, H, W)
-    y = torch.from_numpy(np.ascontiguousarray(np.moveaxis(r, -1, 0)))[None]
-    g = _gaussian_1d(x.device)
+    x = torch.from_numpy(np.ascontiguousarray(np.moveaxis(p, -1, 0), dtype=np.float32))
+    y = torch.from_numpy(np.ascontiguousarray(np.moveaxis(r, -1, 0), dtype=np.float32))
+    g = _gaussian_1d(x.device).to(torch.float32)
     half = SSIM_WINDOW // 2
     h, w = x.shape[-2:]
     mode = "reflect" if min(h, w) > half else "replicate"
-
-    def blur(t: torch.Tensor) -> torch.Tensor:
-        t = F.pad(t, (half, half, half, half), mode=mode)
-        t = F.conv2d(t, g.view(1, 1, 1, -1).expand(3, 1, 1, -1), groups=3)
-        return F.conv2d(t, g.view(1, 1, -1, 1).expand(3, 1, -1, 1), groups=3)
-
-    mx, my = blur(x), blur(y)
-    sxx = blur(x * x) - mx * mx
-    syy = blur(y * y) - my * my
-    sxy = blur(x * y) - mx * my
+    stack = torch.cat([x, y, x * x, y * y, x * y])[None]  # (1, 15, H, W)
+    n = stack.shape[1]
+    t = F.pad(stack, (half, half, half, half), mode=mode)
+    t = F.conv2d(t, g.view(1, 1, 1, -1).expand(n, 1, 1, -1), groups=n)
+    t = F.conv2d(t, g.view(1, 1, -1, 1).expand(n, 1, -1, 1), groups=n)[0].double()
+    mx, my, exx, eyy, exy = t[0:3], t[3:6], t[6:9], t[9:12], t[12:15]
+    sxx, syy, sxy = exx - mx * mx, eyy - my * my, exy - mx * my
     num = (2 * mx * my + _C1) * (2 * sxy + _C2)
     den = (mx * mx + my * my + _C1) * (sxx + syy + _C2)
-    return (num / den).mean(dim=1)[0].numpy()
+    return (num / den).mean(dim=0).numpy()
 
 
-def ssim(pred: Any, real: Any, mask: Any | None = None) -> float:
-    """Mean SSIM. Without a mask: over the interior (borders of half a window cropped, as
-    scikit-image's ``structural_similarity``; the whole image if too small); with a mask: over
-    the masked pixels of the full map (NaN if empty)."""
-    smap = ssim_map(pred, real)
+def ssim_from_map(smap: np.ndarray, mask: Any | None = None) -> float:
+    """Mean of an :func:`ssim_map`. Without a mask: over the interior (borders of half a window
+    cropped, as scikit-image's ``structural_similarity``; the whole map if too small); with a
+    mask: over the masked pixels (NaN if empty)."""
     if mask is not None:
         m = _mask(mask, smap.shape)
         return float(smap[m].mean()) if m.any() else float("nan")
     half = SSIM_WINDOW // 2
     inner = smap[half:-half, half:-half]
     return float(inner.mean() if inner.size else smap.mean())
+
+
+def ssim(pred: Any, real: Any, mask: Any | None = None) -> float:
+    """Mean SSIM of pred vs real, over the interior or the pixels of ``mask``
+    (see :func:`ssim_from_map`)."""
+    return ssim_from_map(ssim_map(pred, real), mask)
 
 
 def ssim_reference(pred: Any, real: Any) -> np.ndarray:

@@ -334,11 +334,12 @@ class Evaluator:
         rec = FrameRecord(index, stamp_ns, cls, frac, age, memory_bytes=self.memory_bytes())
         for name, p in preds.items():
             err = np.abs(p.rgb - real).mean(axis=-1)
+            smap = metrics.ssim_map(p.rgb, real)
             rec.metrics[name] = {
                 "psnr": metrics.psnr(p.rgb, real),
-                "ssim": metrics.ssim(p.rgb, real),
+                "ssim": metrics.ssim_from_map(smap),
                 "psnr_covered": metrics.psnr(p.rgb, real, p.coverage),
-                "ssim_covered": metrics.ssim(p.rgb, real, p.coverage),
+                "ssim_covered": metrics.ssim_from_map(smap, p.coverage),
                 "coverage": float(p.coverage.mean()),
                 "depth_abs_rel": metrics.depth_abs_rel(p.depth_m, depth_m),
                 "confidence_spearman": metrics.spearman(p.confidence, -err),

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from mirage_ros.cli import main
+from mirage_ros.core.codec import DEFAULT_WEIGHTS
 from mirage_ros.sim import SceneConfig, SyntheticSequence, write_bag
 
 MEMS = ("mirage", "pixel_cloud", "latent_cloud_append")
@@ -36,8 +37,11 @@ def bags(tmp_path_factory: pytest.TempPathFactory, seq: SyntheticSequence) -> di
 
 
 def _eval(bag: Path | list[Path], out: Path, *extra: str) -> int:
+    """Run the CLI; the untrained codec unless the test names weights (no codec quality here)."""
     bags = [bag] if isinstance(bag, Path) else bag
-    return main(["eval", *map(str, bags), "--out", str(out), "--device", "cpu", "--quiet", *extra])
+    weights = () if "--weights" in extra else ("--weights", "untrained")
+    cmd = ["eval", *map(str, bags), "--out", str(out), "--device", "cpu", "--quiet"]
+    return main([*cmd, *weights, *extra])
 
 
 def _check_schema(m: dict[str, Any], references: bool = True) -> None:
@@ -191,3 +195,13 @@ def test_bad_options_fail_cleanly(tmp_path, bags, capsys) -> None:
     assert "resolution" in _fails(capsys, bags["mcap"], tmp_path / "o", "--resolution", "big")
     assert "not found" in _fails(capsys, bags["mcap"], tmp_path / "o", "--weights", "/nope.st")
     _fails(capsys, bags["mcap"], tmp_path / "o", "--device", "tpu")
+
+
+@pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no shipped codec weights")
+def test_default_runs_with_the_shipped_weights(tmp_path, bags) -> None:
+    out = tmp_path / "shipped"
+    cmd = ["eval", str(bags["mcap"]), "--out", str(out), "--device", "cpu", "--quiet"]
+    assert main([*cmd, "--max-frames", "10"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["codec"]["trained"] is True and m["codec"]["source"] == str(DEFAULT_WEIGHTS)
+    _check_schema(m)
