@@ -67,9 +67,15 @@ def _matrix(translation: np.ndarray, q_wxyz: np.ndarray) -> np.ndarray:
 class TransformBuffer:
     """Transforms between named frames over time.
 
+    Each frame's history is kept sorted by stamp (bisect insertion), so transforms may arrive
+    out of order. Time going backwards (a bag played in a loop, a simulator reset): the old
+    history stays and lookups at the new, earlier stamps interpolate between whatever brackets
+    them, and the pruning keeps the newest ``cache_time_s``, so old-loop entries can outlive
+    new ones; call :meth:`clear` when the clock jumps back (the engine does on a clock jump).
+
     Args:
         cache_time_s: dynamic transforms older than this behind the newest of their frame are
-            dropped (bounded memory).
+            dropped (bounded memory); ``inf`` keeps everything (offline bag reading).
     """
 
     def __init__(self, cache_time_s: float = 30.0) -> None:
