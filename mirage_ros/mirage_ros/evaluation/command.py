@@ -95,7 +95,7 @@ def _codec(weights: str | None, device: str, first_rgb: Any) -> tuple[Codec, dic
         return codec, {"source": str(DEFAULT_WEIGHTS), "codec_id": codec.codec_id, "trained": True}
     torch.manual_seed(0)
     codec = Codec()
-    rgb = torch.as_tensor(first_rgb).permute(2, 0, 1)[None].float() / 255.0
+    rgb = torch.tensor(first_rgb).permute(2, 0, 1)[None].float() / 255.0
     codec.init_linear_from_pca(rgb)
     codec = codec.to(resolve_device(device)).eval()
     source = "untrained codec, PCA-initialised on the first frame"
@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
 
     bar = tqdm(total=total, unit="frame", desc="mirage eval", disable=args.quiet, file=sys.stderr)
     n = 0
-    with torch.inference_mode(False):
+    try:
         for index, f in enumerate(itertools.chain([first], frames)):
             if f.depth_m is None:
                 raise BagError(f"frame at {f.stamp_ns} ns has no depth; give --depth-topic")
@@ -168,6 +168,9 @@ def run(args: argparse.Namespace) -> int:
             evaluator.step(index, f.stamp_ns, rgb, depth_m, K, f.T_world_camera)
             n += 1
             bar.update(1)
+    except BaseException:
+        grids.discard()
+        raise
     bar.close()
     wall_s = time.perf_counter() - t_start
     summary = evaluator.summary()

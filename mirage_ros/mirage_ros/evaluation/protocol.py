@@ -279,11 +279,12 @@ class Evaluator:
             r = mem.render(K_lat, torch.as_tensor(T, dtype=torch.float64), hl, wl)
         cov = r.coverage[0]
         frac = float(cov.float().mean())
-        if frac < self.config.novel_coverage or not bool(cov.any()):
-            age = float(np.nanmedian(_np(r.age_s[0][cov]))) if bool(cov.any()) else float("nan")
-            return "novel", frac, age
+        if not bool(cov.any()):
+            return "novel", frac, float("nan")
         newest = mem.newest_stamp_ns if mem.newest_stamp_ns is not None else stamp_ns
         age = float(torch.median(r.age_s[0][cov]).item()) + (stamp_ns - newest) * 1e-9
+        if frac < self.config.novel_coverage:
+            return "novel", frac, age
         return ("recent" if age <= self.config.recent_window_s else "revisit"), frac, age
 
     def _predict_all(self, K: np.ndarray, T: np.ndarray, h: int, w: int) -> dict[str, Prediction]:

@@ -75,6 +75,10 @@ class GridWriter:
         grid = _grid(real, preds)
         Image.fromarray(grid).save(self.scratch / f"{rec.index:07d}.png", compress_level=1)
 
+    def discard(self) -> None:
+        """Remove the scratch folder (a failed run)."""
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
     def finish(self, records: list[FrameRecord]) -> dict[str, dict[str, dict[str, Any]]]:
         """Keep worst/median/best per class; returns class -> which -> {file, index, psnr}."""
         chosen: dict[str, dict[str, dict[str, Any]]] = {}

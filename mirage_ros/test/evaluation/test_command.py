@@ -205,3 +205,12 @@ def test_default_runs_with_the_shipped_weights(tmp_path, bags) -> None:
     m = json.loads((out / "metrics.json").read_text())
     assert m["codec"]["trained"] is True and m["codec"]["source"] == str(DEFAULT_WEIGHTS)
     _check_schema(m)
+
+
+def test_a_bag_shorter_than_k_frames_reports_empty_classes(tmp_path, bags) -> None:
+    out = tmp_path / "short"
+    assert _eval(bags["mcap"], out, "--max-frames", "3") == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["frames"] == {"integrated": 3, "recent": 0, "revisit": 0, "novel": 0}
+    _check_schema(m)
+    assert "No held-out frames" in (out / "index.html").read_text()
