@@ -78,10 +78,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--reference-budget", choices=("equal", "unbounded"), default=d.reference_budget,
         help="pixel cloud bytes <= ours at every moment ('equal') or unbounded",
     )  # fmt: skip
-    parser.add_argument("--recent-window-s", type=float, default=d.recent_window_s)
-    parser.add_argument("--novel-coverage", type=float, default=d.novel_coverage)
-    parser.add_argument("--voxel-size-m", type=float, default=m.voxel_size_m)
-    parser.add_argument("--max-memory-mb", type=float, default=m.max_memory_mb)
+    parser.add_argument(
+        "--recent-window-s", type=float, default=d.recent_window_s,
+        help="held-out views whose covered content was seen within this many s are 'recent'",
+    )  # fmt: skip
+    parser.add_argument(
+        "--novel-coverage", type=float, default=d.novel_coverage,
+        help="held-out views with less memory coverage than this fraction are 'novel'",
+    )  # fmt: skip
+    parser.add_argument(
+        "--voxel-size-m", type=float, default=m.voxel_size_m, help="our memory's voxel size (m)"
+    )
+    parser.add_argument(
+        "--max-memory-mb", type=float, default=m.max_memory_mb, help="our memory's budget (MiB)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary line")
 
 

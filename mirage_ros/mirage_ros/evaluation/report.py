@@ -174,8 +174,12 @@ def write_plots(
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(9, 3.8), dpi=100)
     ts = [(row["stamp_ns"] - t0) * 1e-9 for row in timeline]
+    ends = []
     for m in memories:
         ax.plot(ts, [row[m] / 2**20 for row in timeline], c=_COLORS[m], label=_LABELS[m])
+        ends += [row[m] for row in timeline[-1:] if row[m] > 0]
+    if ends and max(ends) > 20 * min(ends):  # the append cloud dwarfs the others
+        ax.set_yscale("log")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("memory (MiB)")
     ax.set_title("Bytes held by each memory")
