@@ -211,3 +211,19 @@ def test_shipped_default_weights_load_and_are_small() -> None:
     codec = load_codec(None, device="cpu")
     assert not codec.training
     assert sidecar_path(DEFAULT_WEIGHTS).is_file()
+
+
+def test_push_pull_fill_keeps_covered_cells_and_fills_holes_smoothly() -> None:
+    from mirage_ros.core.codec import push_pull_fill
+
+    z = torch.zeros(1, 2, 8, 12)
+    z[:, 0, :, :6] = 1.0
+    z[:, 1] = torch.linspace(0, 1, 12)
+    cov = torch.ones(1, 1, 8, 12)
+    cov[:, :, 2:6, 4:9] = 0
+    filled = push_pull_fill(z * cov, cov)
+    assert torch.equal(filled[:, :, cov[0, 0] > 0], (z * cov)[:, :, cov[0, 0] > 0])
+    holes = filled[:, :, cov[0, 0] == 0]
+    assert torch.isfinite(holes).all()
+    assert holes.min() >= 0 and holes.max() <= 1  # a convex mix of covered values
+    assert push_pull_fill(z, torch.zeros(1, 1, 8, 12)).abs().max() == 0  # nothing to fill from

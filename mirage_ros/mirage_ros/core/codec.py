@@ -39,6 +39,7 @@ __all__ = [
     "Codec",
     "CodecConfig",
     "load_codec",
+    "push_pull_fill",
     "save_codec",
     "sidecar_path",
 ]
@@ -82,6 +83,8 @@ class CodecConfig:
     """Channels of the full-resolution refinement after the pixel shuffle."""
     max_depth_m: float = 10.0
     """Depth normalisation: the decoder sees log(1+d)/log(1+max_depth_m), 0 where unknown."""
+    hole_fill: bool = False
+    """Fill empty latent cells by push-pull (pyramid) interpolation before decoding."""
 
     def __post_init__(self) -> None:
         ints = {
@@ -157,6 +160,7 @@ class Decoder(nn.Module):
         super().__init__()
         c, w, iw, s = cfg.latent_channels, cfg.width, cfg.inner_width, cfg.stride
         self.stride = s
+        self.hole_fill = cfg.hole_fill
         self.linear = nn.Conv2d(c, 3 * s * s, 1)  # transpose of the encoder's linear path
         self.inp = nn.Conv2d(c + 2, w, 3, padding=1)
         self.down1 = nn.Conv2d(w, iw, 3, stride=2, padding=1)
@@ -180,7 +184,12 @@ class Decoder(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         cov = coverage.to(latents.dtype)
         z = latents * cov
-        base = F.pixel_shuffle(self.linear(z), self.stride)
+        if self.hole_fill:
+            z = push_pull_fill(z, cov)
+            base = F.pixel_shuffle(self.linear(z), self.stride)
+        else:
+            cov_full = F.interpolate(cov, scale_factor=self.stride, mode="nearest")
+            base = F.pixel_shuffle(self.linear(z), self.stride) * cov_full
         x0 = F.gelu(self.inp(torch.cat([z, cov, depth_feat], dim=1)))
         x1 = self.block1(F.gelu(self.down1(x0)))
         x2 = F.gelu(self.down2(x1))
@@ -195,9 +204,29 @@ class Decoder(nn.Module):
         x0 = self.block0(x0)
         h = F.pixel_shuffle(self.head(F.gelu(x0)), self.stride)
         out = self.refine2(F.gelu(self.refine1(F.gelu(h))))
-        cov_full = F.interpolate(cov, scale_factor=self.stride, mode="nearest")
-        rgb = base * cov_full + out[:, :3]
+        rgb = base + out[:, :3]
         return rgb, out[:, 3:4]
+
+
+def push_pull_fill(z: Tensor, cov: Tensor) -> Tensor:
+    """Fill uncovered cells of z (B,C,h,w) from covered ones (cov (B,1,h,w) in {0,1}).
+
+    Push: a pyramid of coverage-weighted 2x2 means; pull: from the coarsest level down, each
+    level keeps its own mean where it has support and takes the bilinearly upsampled coarser
+    value elsewhere. Covered cells are returned unchanged; deterministic, O(h w).
+    """
+    sums, weights = [z * cov], [cov]
+    while min(sums[-1].shape[-2:]) > 1:
+        sums.append(F.avg_pool2d(sums[-1], 2, ceil_mode=True))
+        weights.append(F.avg_pool2d(weights[-1], 2, ceil_mode=True))
+    filled = sums[-1] / weights[-1].clamp_min(1e-6)
+    for lvl in range(len(sums) - 2, -1, -1):
+        up = F.interpolate(filled, size=sums[lvl].shape[-2:], mode="bilinear", align_corners=False)
+        w = weights[lvl]
+        mean = sums[lvl] / w.clamp_min(1e-6)
+        a = w.clamp(0.0, 1.0)
+        filled = torch.where(w > 0, a * mean + (1 - a) * up, up)
+    return torch.where(cov > 0, z, filled)
 
 
 def _pad_to(x: Tensor, multiple: int) -> Tensor:
@@ -438,7 +467,8 @@ def load_codec(path: str | Path | None = None, device: str | torch.device = "aut
             info = json.loads(side.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise CodecError(f"sidecar {side} is unreadable: {exc}") from exc
-        if not isinstance(info, dict) or info.get("architecture") != config.to_dict():
+        arch_side = info.get("architecture") if isinstance(info, dict) else None
+        if not isinstance(arch_side, dict) or CodecConfig.from_dict(arch_side) != config:
             raise CodecError(f"sidecar {side} describes another architecture than {p.name}")
     try:
         tensors = load_file(str(p), device="cpu")

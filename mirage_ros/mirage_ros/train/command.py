@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -60,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", type=Path, help="start from these codec weights (fine-tune)")
     parser.add_argument("--resume", type=Path, help="resume from a checkpoint (file or --out dir)")
     parser.add_argument("--tiny", action="store_true", help="tiny model (smoke tests)")
+    parser.add_argument(
+        "--hole-fill", action="store_true", help="push-pull fill of empty latent cells (decoder)"
+    )
     parser.add_argument("--latent-channels", type=int, default=16, help="latent channels C")
     parser.add_argument("--ae-fraction", type=float, default=0.35, help="autoencoder phase share")
     parser.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint period")
@@ -95,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
             codec_cfg = TINY_CODEC
         else:
             codec_cfg = CodecConfig(latent_channels=args.latent_channels)
+        if args.hole_fill:
+            codec_cfg = dataclasses.replace(codec_cfg, hole_fill=True)
         cfg = TrainConfig(
             steps=args.steps,
             batch=args.batch,
@@ -144,8 +150,7 @@ def run(args: argparse.Namespace) -> int:
     codec = Codec(codec_cfg)
     if resume_meta is None:
         if data_args.get("init"):
-            codec = load_codec(data_args["init"], device="cpu")
-            codec.train()
+            codec.load_state_dict(load_codec(data_args["init"], device="cpu").state_dict())
         else:
             sample = torch.cat([torch.from_numpy(s.rgb[:: max(1, len(s) // 8)]) for s in sets])
             codec.init_linear_from_pca(sample.permute(0, 3, 1, 2).float() / 255.0)
