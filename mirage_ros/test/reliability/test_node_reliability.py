@@ -114,7 +114,7 @@ def test_autosave_survives_kill_9(tmp_path: Path, client: Client, frames: list[A
         client.client(PredictViews, "predict_views")
         client.publish_frames(frames)
         status = client.wait_settled(len(frames))
-        wait_until(lambda: file.is_file(), 30, "first autosave")
+        wait_until(file.is_file, 30, "first autosave")
         time.sleep(2.5)  # at least one autosave after everything was integrated
     finally:
         proc.send_signal(signal.SIGKILL)
