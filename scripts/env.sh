@@ -11,9 +11,11 @@ export VIRTUAL_ENV=$_mirage_venv
 export PATH="$_mirage_venv/bin:$PATH"
 export AMENT_PREFIX_PATH="$_mirage_venv${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 export CMAKE_PREFIX_PATH="$_mirage_venv${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+case $- in *u*) _mirage_nounset=1; set +u ;; *) _mirage_nounset= ;; esac  # colcon's scripts
 for _p in "$_mirage_venv/mirage_extras/install" "$_mirage_root/install"; do
   if [ -f "$_p/local_setup.sh" ]; then
     COLCON_CURRENT_PREFIX="$_p" . "$_p/local_setup.sh"
   fi
 done
-unset _p _mirage_root _mirage_venv
+[ -n "$_mirage_nounset" ] && set -u
+unset _p _mirage_root _mirage_venv _mirage_nounset

@@ -68,7 +68,7 @@ CMAKE_ARGS=(-DPython3_EXECUTABLE="$PY" -DPYTHON_EXECUTABLE="$PY" -DBUILD_TESTING
 
 # 3. tf2_msgs: not published as a wheel. Generate it from the standard definition OUTSIDE the
 # source tree (so a real ROS workspace never overlays its real tf2_msgs); same type and hash.
-if ! "$PY" -c "import tf2_msgs.msg" 2>/dev/null && [ ! -f "$EXTRAS/install/tf2_msgs/share/tf2_msgs/package.xml" ]; then
+if ! PYTHONPATH= "$PY" -c "import tf2_msgs.msg" 2>/dev/null && [ ! -f "$EXTRAS/install/tf2_msgs/share/tf2_msgs/package.xml" ]; then
   say "generating tf2_msgs/TFMessage in $EXTRAS"
   rm -rf "$EXTRAS"
   mkdir -p "$EXTRAS/src/tf2_msgs/msg"

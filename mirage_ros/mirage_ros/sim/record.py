@@ -305,7 +305,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "output", type=Path, help="bag to create (folder for rosbag2, file for rosbag1)"
     )
-    parser.add_argument("--seed", type=int, default=d.seed, help="world and trajectory seed")
+    parser.add_argument(
+        "--scene",
+        "--seed",
+        dest="seed",
+        type=int,
+        default=d.seed,
+        help="scene seed: world and trajectory (evaluation seeds < 1000)",
+    )
     parser.add_argument("--kind", choices=("apartment", "room"), default=d.kind)
     parser.add_argument(
         "--texture-set",
@@ -316,6 +323,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=d.frames, help="number of camera frames")
     parser.add_argument("--width", type=int, default=d.width, help="image width, px")
     parser.add_argument("--height", type=int, default=d.height, help="image height, px")
+    parser.add_argument(
+        "--resolution", default=None, help="WxH, e.g. 320x240 (overrides --width/--height)"
+    )
     parser.add_argument("--fov-deg", type=float, default=d.fov_deg, help="horizontal field of view")
     parser.add_argument("--camera-rate-hz", type=float, default=d.camera_rate_hz)
     parser.add_argument("--tf-rate-hz", type=float, default=d.tf_rate_hz)
@@ -342,6 +352,13 @@ def run(args: argparse.Namespace) -> int:
     """Build the sequence, write the bag, print one summary line."""
     if Path(args.output).exists():
         raise ConfigError(f"{args.output} exists already; refusing to overwrite it")
+    if args.resolution:
+        try:
+            args.width, args.height = (int(v) for v in args.resolution.lower().split("x"))
+        except ValueError as exc:
+            raise ConfigError(
+                f"--resolution must look like 320x240, not {args.resolution!r}"
+            ) from exc
     config = SceneConfig(
         seed=args.seed,
         kind=args.kind,

@@ -150,7 +150,15 @@ def bag_framesets(
     out = []
     for path in paths:
         frames = []
-        for i, f in enumerate(read_frames(path)):
+        frames_iter = read_frames(
+            [Path(path)],
+            "camera/color/image_raw",
+            "camera/depth/image_raw",
+            "camera/color/camera_info",
+            fixed_frame="map",
+            max_frames=max_frames,
+        )
+        for i, f in enumerate(frames_iter):
             if i >= max_frames:
                 break
             frames.append(f)
