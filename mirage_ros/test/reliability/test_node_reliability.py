@@ -138,7 +138,8 @@ def test_time_going_back_keeps_the_node_working(
         client.publish_frames(frames)
         first = client.wait_settled(len(frames))
         client.publish_frames(frames)  # time jumps back to the first stamp
-        second = client.wait_settled(2 * len(frames) - 1)
+        # the first frame after the jump may lose its transform to the TF reset (counted drop)
+        second = client.wait_settled(2 * len(frames) - 3)
         assert second.voxels >= first.voxels * 0.9
         assert client.call(predict, _request(frames[3])).success
     finally:
