@@ -172,6 +172,12 @@ class Engine:
             self._frames.append(ColorFrame(camera, stamp_ns, frame_id, rgb, time.monotonic()))
             self._wake.notify_all()
 
+    def note_stamp(self, stamp_ns: int) -> None:
+        """Message time seen on another input (dynamic /tf): checks for a jump back first, so
+        the transforms that arrive with the jump are kept."""
+        with self._lock:
+            self._check_clock_jump(stamp_ns)
+
     def count_bad_input(self) -> None:
         with self._lock:
             self.counters.dropped_bad_input += 1

@@ -45,6 +45,8 @@ def start_node(
         "status_rate_hz:=5.0",
         "-p",
         "sensor_qos:=reliable",  # the tests count frames: no best-effort losses
+        "-p",
+        "queue_size:=64",  # ... and no queue drops when a loaded machine lags a burst
         "-r",
         f"__ns:={ns}",
     ]
