@@ -237,11 +237,6 @@ class MirageNode(Node):
         self.engine.submit_camera_info(ns, stamp_ns, K, width, height)
 
     def _on_tf(self, msg: TFMessage, static: bool) -> None:
-        if not static and msg.transforms:
-            stamps = [
-                t.header.stamp.sec * 1_000_000_000 + t.header.stamp.nanosec for t in msg.transforms
-            ]
-            self.engine.note_stamp(max(stamps))
         _accepted, rejected = self.tf_buffer.add_tf_message(msg, static=static)
         if rejected:
             self._log("warn", f"tf: {rejected} invalid transform(s) ignored")
