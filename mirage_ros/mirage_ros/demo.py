@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--ahead", type=int, default=12, help="poses previewed along the path ahead"
     )
     parser.add_argument("--resolution", default="320x240", help="WxH of the generated camera")
-    parser.add_argument("--rate", type=float, default=2.0, help="replay speed factor")
+    parser.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
     parser.add_argument("--device", default="auto", help="node device: auto, cpu or cuda")
     parser.add_argument("--weights", default="", help="codec weights (default: shipped)")
 
