@@ -10,7 +10,9 @@ setup(
     name=package_name,
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={package_name: ["weights/*.safetensors", "weights/*.json", "weights/*.md"]},
+    package_data={
+        package_name: ["weights/*.safetensors", "weights/*.json", "weights/*.md", "dds/*.xml"]
+    },
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),

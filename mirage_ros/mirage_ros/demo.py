@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from mirage_ros.core.errors import MirageError
+from mirage_ros.dds import use_large_image_profile
 
 __all__ = ["add_arguments", "run"]
 
@@ -82,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    use_large_image_profile()  # this process and the node it starts
     width, height = (int(v) for v in args.resolution.lower().split("x"))
     t_start = time.monotonic()
 

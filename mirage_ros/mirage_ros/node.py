@@ -5,13 +5,28 @@ Threading (see DESIGN.md): subscription callbacks only convert and enqueue into 
 operation; service/action callbacks (a reentrant group on a MultiThreadedExecutor) wait on the
 worker's futures. The node never blocks on TF: frames wait in the engine until their transform
 exists (or are dropped and counted after ``transform_wait_s``).
+
+The executor (:class:`PoolExecutor`) runs the sensor group's callbacks (convert + enqueue, never
+blocking) on the spin thread itself and every other callback in a thread pool, waiting after
+each hand-off until the pool thread has started it. Both are fixes for what rclpy's
+MultiThreadedExecutor did under the soak load (30 Hz RGB-D + 100 Hz /tf on 2 cores): it handed
+~220 callbacks/s to pool threads, each hand-off waiting for the GIL, so camera infos and
+transforms arrived late, the frame queue overflowed and nothing was integrated; and while a
+task waited for a pool thread its spin loop re-submitted it in a tight loop, holding the GIL.
+At most ``max_concurrent_requests`` requests wait on the worker at once and the pool has four
+threads more than that, so timers always find a thread; a request over the limit gets an
+immediate "busy" answer.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import os
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +36,12 @@ from geometry_msgs.msg import PoseStamped
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import (
+    Executor,
+    ExternalShutdownException,
+    ShutdownException,
+    TimeoutException,
+)
 from rclpy.node import Node
 from rclpy.qos import (
     DurabilityPolicy,
@@ -37,7 +57,8 @@ from tf2_msgs.msg import TFMessage
 from mirage_ros import conversions as conv
 from mirage_ros import params
 from mirage_ros.core.config import MemoryConfig
-from mirage_ros.core.errors import ConfigError, MirageError
+from mirage_ros.core.errors import ConfigError, MirageError, RequestError
+from mirage_ros.dds import use_large_image_profile
 from mirage_ros.engine import Engine
 from mirage_ros.transforms import TransformBuffer
 from mirage_ros.view_requests import RequestResolver, ViewRequest, confine_path
@@ -45,7 +66,9 @@ from mirage_ros_interfaces.action import PredictTrajectory
 from mirage_ros_interfaces.msg import MemoryStatus, PredictedView
 from mirage_ros_interfaces.srv import MemoryFile, PredictViews
 
-__all__ = ["MirageNode", "main"]
+__all__ = ["MirageNode", "PoolExecutor", "main"]
+
+_START_WAIT_S = 0.05  # how long spin waits for a pool thread to pick a callback up
 
 _LATCHED = QoSProfile(
     depth=1,
@@ -77,9 +100,10 @@ class MirageNode(Node):
         self.resolver = RequestResolver(self.tf_buffer, self.engine)
         self._memory_dir = Path(os.path.expanduser(self.config.memory_dir))
         self._last_log: dict[str, float] = {}
-        self._sensor_group = ReentrantCallbackGroup()
+        self.sensor_group = MutuallyExclusiveCallbackGroup()  # never blocks: see PoolExecutor
         self._request_group = ReentrantCallbackGroup()
         self._timer_group = MutuallyExclusiveCallbackGroup()
+        self._request_slots = threading.BoundedSemaphore(self.config.max_concurrent_requests)
 
         self.engine.start()
         if self.config.load_path:
@@ -106,35 +130,35 @@ class MirageNode(Node):
                 f"{base}/color/image_raw",
                 lambda m, ns=ns: self._on_color(ns, m),
                 sensor_qos,
-                callback_group=self._sensor_group,
+                callback_group=self.sensor_group,
             )
             self.create_subscription(
                 CameraInfo,
                 f"{base}/color/camera_info",
                 lambda m, ns=ns: self._on_info(ns, m),
                 sensor_qos,
-                callback_group=self._sensor_group,
+                callback_group=self.sensor_group,
             )
             self.create_subscription(
                 Image,
                 f"{base}/depth/image_raw",
                 lambda m, ns=ns: self._on_depth(ns, m),
                 sensor_qos,
-                callback_group=self._sensor_group,
+                callback_group=self.sensor_group,
             )
         self.create_subscription(
             TFMessage,
             "/tf",
             lambda m: self._on_tf(m, False),
             _TF,
-            callback_group=self._sensor_group,
+            callback_group=self.sensor_group,
         )
         self.create_subscription(
             TFMessage,
             "/tf_static",
             lambda m: self._on_tf(m, True),
             _TF_STATIC,
-            callback_group=self._sensor_group,
+            callback_group=self.sensor_group,
         )
         self.create_subscription(
             PoseStamped,
@@ -241,6 +265,19 @@ class MirageNode(Node):
         if rejected:
             self._log("warn", f"tf: {rejected} invalid transform(s) ignored")
 
+    @contextlib.contextmanager
+    def _request_slot(self) -> Iterator[None]:
+        """Hold one of ``max_concurrent_requests`` slots, or raise a busy RequestError."""
+        if not self._request_slots.acquire(blocking=False):
+            raise RequestError(
+                f"busy: {self.config.max_concurrent_requests} requests are already in flight "
+                "(max_concurrent_requests); retry shortly"
+            )
+        try:
+            yield
+        finally:
+            self._request_slots.release()
+
     # ------------------------------------------------------------------ predictions
     def _predict(self, request: ViewRequest) -> list[PredictedView]:
         """Resolve, render+decode on the worker, and build messages (raises MirageError)."""
@@ -272,7 +309,8 @@ class MirageNode(Node):
 
     def _srv_predict(self, request: PredictViews.Request, response: Any) -> Any:
         try:
-            response.views = self._predict(ViewRequest.from_msg(request))
+            with self._request_slot():
+                response.views = self._predict(ViewRequest.from_msg(request))
             response.success = True
             response.message = f"predicted {len(response.views)} view(s)"
         except MirageError as exc:
@@ -282,7 +320,9 @@ class MirageNode(Node):
 
     def _on_query_pose(self, msg: PoseStamped) -> None:
         try:
-            view = self._predict(ViewRequest(poses=[msg], with_depth=True, with_confidence=True))[0]
+            with self._request_slot():
+                request = ViewRequest(poses=[msg], with_depth=True, with_confidence=True)
+                view = self._predict(request)[0]
         except MirageError as exc:
             self.engine.count_rejected_request()
             self._log("warn", f"query_pose rejected: {exc}")
@@ -305,6 +345,17 @@ class MirageNode(Node):
         return GoalResponse.ACCEPT
 
     def _execute_trajectory(self, goal_handle: Any) -> Any:
+        try:
+            with self._request_slot():
+                return self._run_trajectory(goal_handle)
+        except RequestError as exc:  # busy
+            self.engine.count_rejected_request()
+            goal_handle.abort()
+            result = PredictTrajectory.Result(views_requested=len(goal_handle.request.path.poses))
+            result.success, result.message = False, str(exc)
+            return result
+
+    def _run_trajectory(self, goal_handle: Any) -> Any:
         goal = goal_handle.request
         result = PredictTrajectory.Result()
         poses = list(goal.path.poses)
@@ -357,16 +408,25 @@ class MirageNode(Node):
             return False, f"{kind} failed: {exc}"
 
     def _srv_save(self, request: MemoryFile.Request, response: Any) -> Any:
-        response.success, response.message = self._file_op("save", request.path)
+        try:
+            with self._request_slot():
+                response.success, response.message = self._file_op("save", request.path)
+        except RequestError as exc:
+            response.success, response.message = False, str(exc)
         return response
 
     def _srv_load(self, request: MemoryFile.Request, response: Any) -> Any:
-        response.success, response.message = self._file_op("load", request.path)
+        try:
+            with self._request_slot():
+                response.success, response.message = self._file_op("load", request.path)
+        except RequestError as exc:
+            response.success, response.message = False, str(exc)
         return response
 
     def _srv_reset(self, _request: Trigger.Request, response: Any) -> Any:
         try:
-            self.engine.call(self.predictor.memory.reset)
+            with self._request_slot():
+                self.engine.call(self.predictor.memory.reset)
             response.success, response.message = True, "memory cleared"
         except MirageError as exc:
             response.success, response.message = False, str(exc)
@@ -460,11 +520,67 @@ class MirageNode(Node):
         super().destroy_node()
 
 
+class PoolExecutor(Executor):
+    """Runs callbacks of ``inline_groups`` on the spin thread and all others in a thread pool,
+    like rclpy's MultiThreadedExecutor but without its busy loop: each spin waits (briefly)
+    until the callback it handed to the pool has started.
+
+    Uses only the Executor API shared by Humble, Jazzy and Kilted.
+    """
+
+    def __init__(
+        self, num_threads: int, *, inline_groups: tuple[Any, ...] = (), context: Any = None
+    ) -> None:
+        super().__init__(context=context)
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max(2, num_threads), thread_name_prefix="mirage_callback"
+        )
+        self._inline_groups = inline_groups
+        self._handlers: list[Any] = []
+
+    def spin_once(self, timeout_sec: float | None = None) -> None:
+        try:
+            handler, entity, _node = self.wait_for_ready_callbacks(timeout_sec=timeout_sec)
+        except (ExternalShutdownException, ShutdownException, TimeoutException):
+            return
+        group = getattr(entity, "callback_group", None)
+        if group is not None and any(group is g for g in self._inline_groups):
+            handler()
+            handler.result()  # a callback's exception surfaces here, as in rclpy's executors
+            return
+        started = threading.Event()
+
+        def run() -> None:
+            started.set()
+            handler()
+
+        self._pool.submit(run)
+        self._handlers.append(handler)
+        started.wait(_START_WAIT_S)  # releases the GIL so the pool thread can take it
+        for done in [h for h in self._handlers if h.done()]:
+            self._handlers.remove(done)
+            done.result()  # a callback's exception surfaces here, as in rclpy's executors
+
+    def _spin_once_until_future_complete(self, future: Any, timeout_sec: Any = None) -> None:
+        self.spin_once(timeout_sec if isinstance(timeout_sec, (int, float)) else None)
+
+    def shutdown(self, timeout_sec: float | None = None) -> bool:
+        ok = bool(super().shutdown(timeout_sec))
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        return ok
+
+
 def _build_predictor(config: Any, memory_kwargs: dict[str, Any]) -> Any:
+    import torch
+
     from mirage_ros.core.codec import load_codec
     from mirage_ros.core.memory import LatentSpatialMemory
     from mirage_ros.core.predictor import Predictor
 
+    # Torch's CPU threads spin after each op; with one per core they starve the executor's
+    # callbacks and the worker's own Python. Half the cores leaves room for both.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    torch.set_num_threads(config.torch_threads or max(1, (cores or 2) // 2))
     codec = load_codec(config.weights_path or None, device=config.device)
     memory_config = MemoryConfig(
         **memory_kwargs, latent_channels=codec.config.latent_channels, device=config.device
@@ -474,6 +590,7 @@ def _build_predictor(config: Any, memory_kwargs: dict[str, Any]) -> Any:
 
 
 def main(args: list[str] | None = None) -> int:
+    use_large_image_profile()  # before the participant exists; a user's own profile wins
     rclpy.init(args=args)
     try:
         node = MirageNode()
@@ -481,7 +598,11 @@ def main(args: list[str] | None = None) -> int:
         print(f"mirage_node: error: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
-    executor = MultiThreadedExecutor(num_threads=4)
+    # Never fewer free threads than sensors and timers need: see the module docstring.
+    executor = PoolExecutor(
+        num_threads=node.config.max_concurrent_requests + 4,
+        inline_groups=(node.sensor_group,),
+    )
     executor.add_node(node)
     try:
         executor.spin()

@@ -62,6 +62,18 @@ class NodeConfig:
         4096, "Largest width or height of a requested virtual camera.", (16, 16384)
     )
     predict_batch: int = _p(8, "Views rendered and decoded together.", (1, 256))
+    max_concurrent_requests: int = _p(
+        8,
+        "Requests (services, query_pose, trajectory goals) served at once; more get a busy "
+        "answer at once. The executor has this many threads plus 4 for sensors and timers.",
+        (1, 256),
+    )
+    torch_threads: int = _p(
+        0,
+        "CPU threads torch may use for the memory and codec (0 = one per two cores, at least "
+        "one, so callbacks and the worker never starve each other).",
+        (0, 1024),
+    )
     request_timeout_s: float = _p(
         30.0, "How long a service waits for the worker before failing the request.", (0.1, 3600.0)
     )

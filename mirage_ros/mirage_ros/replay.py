@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mirage_ros.core.errors import BagError
+from mirage_ros.dds import use_large_image_profile
 
 __all__ = ["add_arguments", "held_out_stamps", "iter_bag_messages", "play", "run"]
 
@@ -166,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
     import rclpy
 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    use_large_image_profile()
     rclpy.init()
     node = rclpy.create_node("mirage_replay")
     try:

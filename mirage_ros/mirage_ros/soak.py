@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from mirage_ros.core.errors import MirageError
+from mirage_ros.dds import use_large_image_profile
 
 __all__ = ["add_arguments", "run", "soak"]
 
@@ -70,6 +71,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     import subprocess
     import sys
 
+    use_large_image_profile()  # this process and the node it starts
     ns = f"/soak_{os.getpid()}"  # a namespace of its own: no other node can interfere
     node_cmd = [
         sys.executable,
@@ -233,6 +235,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                         "queue": s.queue_length,
                         "integrated": s.frames_integrated,
                         "dropped_queue_full": s.dropped_queue_full,
+                        "dropped_unpaired": s.dropped_no_transform,
                     }
                 )
                 next_sample += 1.0
@@ -300,6 +303,7 @@ def _report(
         "queue_max": max(s["queue"] for s in samples),
         "frames_integrated": samples[-1]["integrated"],
         "dropped_queue_full": samples[-1]["dropped_queue_full"],
+        "dropped_unpaired": samples[-1]["dropped_unpaired"],
         "calls": calls,
         "failed_calls": calls["predict_failed"] + calls["save_failed"],
         "predict_ms_p50": round(float(np.median(predict_ms)), 1) if predict_ms else None,

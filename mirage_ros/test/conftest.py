@@ -11,11 +11,13 @@ import os
 import random
 
 import pytest
+from mirage_ros.dds import use_large_image_profile
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 if "ROS_DOMAIN_ID" not in os.environ:
     os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(5, 94))
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+use_large_image_profile()  # camera-rate images on Fast DDS: see mirage_ros/dds
 
 
 def _cuda_available() -> bool:

@@ -101,6 +101,43 @@ def test_concurrent_predictions_during_loads_and_resets_see_whole_memories(
         assert stop_node(proc) == 0
 
 
+def test_requests_over_the_concurrency_limit_get_a_busy_answer_and_the_rest_are_served(
+    tmp_path: Path, client: Client, frames: list[Any]
+) -> None:
+    """max_concurrent_requests:=1: concurrent callers get either a view or an immediate busy
+    answer that says which parameter limits them; the node stays up and serves afterwards."""
+    from mirage_ros_interfaces.srv import PredictViews
+
+    proc = start_node(tmp_path, "max_concurrent_requests:=1")
+    client.attach(proc)
+    try:
+        predict = client.client(PredictViews, "predict_views")
+        client.publish_frames(frames)
+        client.wait_settled(len(frames))
+        from mirage_ros import conversions as conv
+
+        big = _request(frames[3])
+        big.poses = [big.poses[0]] * 64  # 64 views at 320x240: seconds, so calls overlap
+        K = frames[3].K.copy()
+        K[:2] *= 5
+        conv.fill_camera_info_msg(big.camera_info, K, 320, 240)
+        futures = [predict.call_async(big) for _ in range(6)]
+        results = [wait_future_result(f) for f in futures]
+        served = [r for r in results if r.success]
+        busy = [r for r in results if not r.success]
+        assert served and busy, [r.message for r in results]
+        assert all("busy" in r.message and "max_concurrent_requests" in r.message for r in busy)
+        assert proc.poll() is None
+        assert client.call(predict, _request(frames[3])).success  # a free slot again
+    finally:
+        assert stop_node(proc) == 0
+
+
+def wait_future_result(future: Any, timeout_s: float = 120.0) -> Any:
+    wait_until(future.done, timeout_s, "a predict_views answer")
+    return future.result()
+
+
 def test_autosave_survives_kill_9(tmp_path: Path, client: Client, frames: list[Any]) -> None:
     from mirage_ros.core.config import MemoryConfig
     from mirage_ros.core.memory import LatentSpatialMemory
