@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("mirage_ros.replay", "play a rosbag into a live ROS 2 graph"),
     "demo": ("mirage_ros.demo", "the end-to-end demo: bag -> node over DDS -> predictions"),
     "soak": ("mirage_ros.soak", "run the node under sustained load and record its health"),
+    "bench-node": ("mirage_ros.node_bench", "the node's ingest rate and service round trip"),
 }
 
 

@@ -472,6 +472,7 @@ class MirageNode(Node):
         msg.predict_ms_p50 = snap["predict_ms_p50"]
         msg.predictions_served = snap["predictions_served"]
         msg.requests_rejected = snap["requests_rejected"]
+        msg.device_memory_bytes = _device_memory_bytes(mem.device)
         self.pub_status.publish(msg)
         self.pub_diag.publish(self._diagnostics(msg, snap))
 
@@ -568,6 +569,15 @@ class PoolExecutor(Executor):
         ok = bool(super().shutdown(timeout_sec))
         self._pool.shutdown(wait=False, cancel_futures=True)
         return ok
+
+
+def _device_memory_bytes(device: Any) -> int:
+    """What torch's CUDA allocator holds on ``device`` (0 for a CPU memory)."""
+    import torch
+
+    if getattr(device, "type", str(device)) != "cuda" or not torch.cuda.is_available():
+        return 0
+    return int(torch.cuda.memory_reserved(device))
 
 
 def _build_predictor(config: Any, memory_kwargs: dict[str, Any]) -> Any:

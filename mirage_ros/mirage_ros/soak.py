@@ -35,9 +35,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--predict-hz", type=float, default=5.0)
     parser.add_argument("--save-period-s", type=float, default=60.0)
     parser.add_argument("--resolution", default="320x240")
-    parser.add_argument("--budget-mb", type=float, default=4.0, help="node memory budget")
+    parser.add_argument(
+        "--budget-mb", type=float, default=2.0, help="node memory budget (small: eviction runs)"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--weights", default="", help="codec weights (default: shipped)")
+    parser.add_argument(
+        "--roundtrip-views",
+        type=int,
+        default=0,
+        help="after the load: this many one-view predict_views calls, timed end to end",
+    )
+    parser.add_argument("--roundtrip-resolution", default="640x480")
 
 
 def _rss_bytes(pid: int) -> int:
@@ -159,6 +168,9 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         period = seq.config.frames / seq.config.camera_rate_hz  # loop length of the trajectory
         t0 = time.monotonic()
         next_cam = next_tf = next_pred = next_sample = t0
+        if args.predict_hz <= 0:
+            next_pred = float("inf")  # no requests during the load
+        frames_published = 0
         next_save = t0 + args.save_period_s
         pending_pred: list[tuple[float, Any]] = []
         pending_save: list[Any] = []
@@ -197,6 +209,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                 pub_info.publish(info)
                 pub_depth.publish(depth)
                 pub_rgb.publish(rgb)
+                frames_published += 1
                 next_cam += 1.0 / args.camera_hz
             if now >= next_pred:
                 p = PoseStamped()
@@ -232,6 +245,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                         "budget_bytes": s.budget_bytes,
                         "voxels": s.voxels,
                         "rss_bytes": _rss_bytes(proc.pid),
+                        "device_memory_bytes": s.device_memory_bytes,
                         "queue": s.queue_length,
                         "integrated": s.frames_integrated,
                         "dropped_queue_full": s.dropped_queue_full,
@@ -253,6 +267,14 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(0.01)
         calls["predict_failed"] += len(pending_pred)
         calls["save_failed"] += len(pending_save)
+        settled = _wait_for_status(status, lambda s: s.queue_length == 0, 30.0)
+        ingest = {
+            "frames_published": frames_published,
+            "frames_integrated": settled.frames_integrated if settled else None,
+        }
+        roundtrip = None
+        if args.roundtrip_views > 0:
+            roundtrip = _roundtrip(args, predict, frames, status, calls)
     finally:
         executor.shutdown()
         node.destroy_node()
@@ -267,8 +289,74 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                 proc.kill()
         log.close()
     report = _report(args, samples, calls, predict_ms)
+    report["ingest"] = ingest
+    if roundtrip is not None:
+        report["roundtrip"] = roundtrip
     report["failure_messages"] = failures
     return report
+
+
+def _wait_for_status(status: list[Any], condition: Any, timeout_s: float) -> Any:
+    """The first ~/status message (arriving from now on) that meets ``condition``, or None."""
+    seen = len(status)
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        fresh = status[seen:]
+        for s in fresh:
+            if condition(s):
+                return s
+        seen += len(fresh)
+        time.sleep(0.05)
+    return None
+
+
+def _roundtrip(
+    args: argparse.Namespace, predict: Any, frames: list[Any], status: list[Any], calls: Any
+) -> dict[str, Any]:
+    """One-view predict_views calls, one at a time, at --roundtrip-resolution: the client's
+    round trip, and the node's own render+decode time (its ~/status predict_ms_p50, a median
+    over its latest 200 predictions, which are these calls when the load made none)."""
+    from geometry_msgs.msg import PoseStamped
+    from sensor_msgs.msg import CameraInfo
+
+    from mirage_ros import conversions as conv
+    from mirage_ros_interfaces.srv import PredictViews
+
+    width, height = (int(v) for v in args.roundtrip_resolution.lower().split("x"))
+    K = frames[0].K.copy()
+    K[0] *= width / frames[0].rgb.shape[1]
+    K[1] *= height / frames[0].rgb.shape[0]
+    camera = CameraInfo()
+    conv.fill_camera_info_msg(camera, K, width, height)
+    served_before = status[-1].predictions_served if status else 0
+    round_trip_ms: list[float] = []
+    for i in range(args.roundtrip_views):
+        p = PoseStamped()
+        p.header.frame_id = "map"
+        conv.fill_pose_msg(p.pose, frames[(i * 7) % len(frames)].T_world_camera)
+        request = PredictViews.Request(poses=[p], camera_info=camera, with_confidence=True)
+        t0 = time.perf_counter()
+        future = predict.call_async(request)
+        while not future.done():
+            time.sleep(0.0005)
+        round_trip_ms.append((time.perf_counter() - t0) * 1e3)
+        ok = future.result() is not None and future.result().success
+        calls["predict_ok" if ok else "predict_failed"] += 1
+    want = served_before + args.roundtrip_views
+    node_status = _wait_for_status(status, lambda s: s.predictions_served >= want, 10.0)
+    client_p50 = float(np.median(round_trip_ms))
+    node_p50 = float(node_status.predict_ms_p50) if node_status else None
+    return {
+        "views": args.roundtrip_views,
+        "resolution": args.roundtrip_resolution,
+        "with_confidence": True,
+        "client_round_trip_ms_p50": round(client_p50, 1),
+        "client_round_trip_ms_p95": round(float(np.percentile(round_trip_ms, 95)), 1),
+        "node_render_decode_ms_p50": round(node_p50, 1) if node_p50 is not None else None,
+        "transport_and_messages_ms_p50": (
+            round(client_p50 - node_p50, 1) if node_p50 is not None else None
+        ),
+    }
 
 
 def _report(
@@ -300,6 +388,10 @@ def _report(
         "rss_bytes_first_half_end": rss_half[0],
         "rss_bytes_last": rss_half[-1],
         "rss_growth_second_half_mb": round((rss_half[-1] - rss_half[0]) / 2**20, 2),
+        "device_memory_bytes_last": half[-1]["device_memory_bytes"],
+        "device_memory_growth_second_half_mb": round(
+            (half[-1]["device_memory_bytes"] - half[0]["device_memory_bytes"]) / 2**20, 2
+        ),
         "queue_max": max(s["queue"] for s in samples),
         "frames_integrated": samples[-1]["integrated"],
         "dropped_queue_full": samples[-1]["dropped_queue_full"],

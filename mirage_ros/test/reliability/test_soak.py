@@ -16,18 +16,14 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
 def test_sixty_second_soak_stays_bounded_and_answers_every_call(tmp_path: Path) -> None:
-    args = argparse.Namespace(
-        duration_s=60.0,
-        out=tmp_path / "soak.json",
-        camera_hz=30.0,
-        tf_hz=100.0,
-        predict_hz=5.0,
-        save_period_s=20.0,
-        resolution="320x240",
-        budget_mb=2.0,
-        device="cpu",
-        weights=os.environ.get("MIRAGE_TEST_WEIGHTS", ""),
+    from mirage_ros.soak import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)  # the defaults of `mirage soak`: 30 Hz 320x240, 100 Hz TF, 5 Hz requests
+    args = parser.parse_args(
+        ["--duration-s", "60", "--save-period-s", "20", "--out", str(tmp_path / "soak.json")]
     )
+    args.weights = os.environ.get("MIRAGE_TEST_WEIGHTS", "")
     report = soak(args)
     assert report["failed_calls"] == 0, report["calls"]
     assert report["calls"]["predict_ok"] >= 100
@@ -39,3 +35,36 @@ def test_sixty_second_soak_stays_bounded_and_answers_every_call(tmp_path: Path) 
     assert report["dropped_unpaired"] == 0  # camera_info, depth and /tf all arrived in time
     # RSS may not keep growing once the memory is at its budget
     assert report["rss_growth_second_half_mb"] < 64
+    assert report["device_memory_growth_second_half_mb"] < 64  # 0 on CPU
+
+
+def test_node_benchmark_reports_ingest_and_a_split_round_trip(tmp_path: Path) -> None:
+    """`mirage bench-node` in small: every frame of a 10 Hz camera integrated, and the
+    round trip split into the node's render+decode time and the rest."""
+    from mirage_ros import node_bench
+
+    parser = argparse.ArgumentParser()
+    node_bench.add_arguments(parser)
+    args = parser.parse_args(
+        [
+            "--duration-s",
+            "8",
+            "--resolution",
+            "160x120",
+            "--roundtrip-views",
+            "5",
+            "--roundtrip-resolution",
+            "320x240",
+            "--out",
+            str(tmp_path / "node_bench.json"),
+        ]
+    )
+    args.weights = os.environ.get("MIRAGE_TEST_WEIGHTS", "")
+    summary = node_bench.summarize(soak(args))
+    ingest, rt = summary["ingest"], summary["roundtrip"]
+    assert ingest["frames_published"] >= 60
+    assert ingest["keeps_up"], ingest
+    assert summary["failed_calls"] == 0
+    assert rt["views"] == 5
+    assert 0 < rt["node_render_decode_ms_p50"] <= rt["client_round_trip_ms_p50"]
+    assert rt["transport_and_messages_ms_p50"] >= 0
