@@ -38,6 +38,7 @@ __all__ = [
     "open_bag",
     "open_reader",
     "read_frames",
+    "typestore",
 ]
 
 _TF_TOPICS = ("/tf", "/tf_static")
@@ -69,6 +70,22 @@ class FrameStats:
     skipped_no_camera_info: int = 0
     skipped_out_of_order: int = 0  # later than the re-ordering window, or a repeated stamp
     frames_seen: set[str] = field(default_factory=set)  # camera frame ids of the color images
+
+
+def typestore(ros1: bool) -> Any:
+    """The rosbags typestore for writing ROS 2 (Kilted) or ROS 1 (Noetic) bags, with
+    ``tf2_msgs/msg/TFMessage`` registered where rosbags' Noetic store lacks it (this one-field
+    definition has the real md5, 94810edd...)."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.ROS1_NOETIC if ros1 else Stores.ROS2_KILTED)
+    if ros1 and "tf2_msgs/msg/TFMessage" not in store.fielddefs:
+        store.register(
+            get_types_from_msg(
+                "geometry_msgs/TransformStamped[] transforms", "tf2_msgs/msg/TFMessage"
+            )
+        )
+    return store
 
 
 def _norm(topic: str) -> str:

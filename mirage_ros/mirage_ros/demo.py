@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ import numpy as np
 
 from mirage_ros.core.errors import MirageError
 from mirage_ros.dds import use_large_image_profile
+from mirage_ros.procutil import stop_process
 
 __all__ = ["add_arguments", "run"]
 
@@ -141,12 +141,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         metrics = _drive(args, out, frames, bag_path, node_proc)
     finally:
-        if node_proc.poll() is None:
-            node_proc.send_signal(signal.SIGINT)
-            try:
-                node_proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                node_proc.kill()
+        stop_process(node_proc)
         node_log.close()
     metrics["wall_s"] = round(time.monotonic() - t_start, 1)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

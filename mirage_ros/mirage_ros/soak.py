@@ -23,6 +23,7 @@ import numpy as np
 
 from mirage_ros.core.errors import MirageError
 from mirage_ros.dds import use_large_image_profile
+from mirage_ros.procutil import stop_process
 
 __all__ = ["add_arguments", "run", "soak"]
 
@@ -279,14 +280,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown(context=context)
-        if proc.poll() is None:
-            import signal
-
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_process(proc, timeout_s=30.0)
         log.close()
     report = _report(args, samples, calls, predict_ms)
     report["ingest"] = ingest

@@ -69,16 +69,10 @@ class TruthFrame:
 
 class _Store:
     def __init__(self, ros1: bool) -> None:
-        from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+        from mirage_ros.bag import typestore
 
         self.ros1 = ros1
-        self.store = get_typestore(Stores.ROS1_NOETIC if ros1 else Stores.ROS2_KILTED)
-        if ros1 and "tf2_msgs/msg/TFMessage" not in self.store.fielddefs:
-            self.store.register(
-                get_types_from_msg(
-                    "geometry_msgs/TransformStamped[] transforms", "tf2_msgs/msg/TFMessage"
-                )
-            )
+        self.store = typestore(ros1)
         self.t = self.store.types
 
     def serialize(self, msg: Any) -> bytes:

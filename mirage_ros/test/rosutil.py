@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from mirage_ros.procutil import stop_process
 
 NODE_NAME = "mirage"
 _COUNTER = [0]
@@ -62,14 +63,7 @@ def start_node(
 
 
 def stop_node(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT) -> int:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return int(proc.returncode)
+    return stop_process(proc, sig)
 
 
 class Client:

@@ -66,19 +66,10 @@ class _Msgs:
     """Builds messages of one typestore (ROS 2 or ROS 1 field names)."""
 
     def __init__(self, ros1: bool) -> None:
-        from rosbags.typesys import Stores, get_typestore
+        from mirage_ros.bag import typestore
 
         self.ros1 = ros1
-        self.store = get_typestore(Stores.ROS1_NOETIC if ros1 else Stores.ROS2_KILTED)
-        if ros1 and "tf2_msgs/msg/TFMessage" not in self.store.fielddefs:
-            from rosbags.typesys import get_types_from_msg
-
-            # not in rosbags' noetic store; this definition has the real md5 94810edd...
-            self.store.register(
-                get_types_from_msg(
-                    "geometry_msgs/TransformStamped[] transforms", "tf2_msgs/msg/TFMessage"
-                )
-            )
+        self.store = typestore(ros1)
         self.t = self.store.types
         self.seq = 0
 
