@@ -38,6 +38,7 @@ __all__ = [
     "MAX_WEIGHTS_BYTES",
     "Codec",
     "CodecConfig",
+    "blend_image_fill",
     "load_codec",
     "push_pull_fill",
     "save_codec",
@@ -85,6 +86,10 @@ class CodecConfig:
     """Depth normalisation: the decoder sees log(1+d)/log(1+max_depth_m), 0 where unknown."""
     hole_fill: bool = False
     """Fill empty latent cells by push-pull (pyramid) interpolation before decoding."""
+    image_fill_blend: float = 0.0
+    """In never-seen pixels, blend the decoder's imagination with a push-pull fill of the decoded
+    image from its covered pixels: 0 = decoder only, 1 = fill only (inference only; tuned per
+    weights file on scenes outside the evaluation seeds)."""
 
     def __post_init__(self) -> None:
         ints = {
@@ -101,6 +106,10 @@ class CodecConfig:
             raise ConfigError(f"CodecConfig.stride must be 1, 2, 4, 8 or 16, got {self.stride!r}")
         if not (math.isfinite(self.max_depth_m) and self.max_depth_m > 0):
             raise ConfigError(f"CodecConfig.max_depth_m must be > 0, got {self.max_depth_m!r}")
+        if not 0.0 <= self.image_fill_blend <= 1.0:
+            raise ConfigError(
+                f"CodecConfig.image_fill_blend must be in [0, 1], got {self.image_fill_blend!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -229,6 +238,23 @@ def push_pull_fill(z: Tensor, cov: Tensor) -> Tensor:
     return torch.where(cov > 0, z, filled)
 
 
+def blend_image_fill(rgb: Tensor, coverage: Tensor, stride: int, blend: float) -> Tensor:
+    """Never-seen pixels of rgb (B,3,H,W) become ``blend * fill + (1 - blend) * rgb``, where the
+    fill is :func:`push_pull_fill` of the pixels whose latent cell is covered (coverage (B,h,w)
+    on the latent grid). Covered pixels are unchanged."""
+    cov = coverage.to(rgb.device)[:, None].float()
+    cov_px = F.interpolate(cov, scale_factor=stride, mode="nearest")
+    H, W = rgb.shape[-2:]
+    if cov_px.shape[-2] < H or cov_px.shape[-1] < W:
+        pad = (0, max(0, W - cov_px.shape[-1]), 0, max(0, H - cov_px.shape[-2]))
+        cov_px = F.pad(cov_px, pad, mode="replicate")
+    cov_px = cov_px[:, :, :H, :W]
+    if not bool((cov_px > 0).any()):
+        return rgb  # nothing seen: the decoder's imagination is all there is
+    filled = push_pull_fill(rgb, cov_px)
+    return torch.where(cov_px > 0, rgb, blend * filled + (1.0 - blend) * rgb)
+
+
 def _pad_to(x: Tensor, multiple: int) -> Tensor:
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
@@ -285,7 +311,11 @@ class Codec(nn.Module):
         in [0,1].
         """
         rgb, logit = self.decode_logits(latents, coverage, depth_m, out_height, out_width)
-        return rgb.clamp(0.0, 1.0), torch.sigmoid(logit)
+        rgb = rgb.clamp(0.0, 1.0)
+        blend = self.config.image_fill_blend
+        if blend > 0.0:
+            rgb = blend_image_fill(rgb, coverage, self.config.stride, blend)
+        return rgb, torch.sigmoid(logit)
 
     def decode_logits(
         self,
