@@ -214,7 +214,7 @@ def test_shipped_default_weights_load_and_are_small() -> None:
 
 
 def test_push_pull_fill_keeps_covered_cells_and_fills_holes_smoothly() -> None:
-    from mirage_ros.core.codec import push_pull_fill
+    from mirage_ros.core.fill import push_pull_fill
 
     z = torch.zeros(1, 2, 8, 12)
     z[:, 0, :, :6] = 1.0

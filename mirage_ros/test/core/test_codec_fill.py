@@ -7,7 +7,7 @@ import torch
 
 
 def test_image_fill_blend_changes_only_never_seen_pixels_and_is_bounded() -> None:
-    from mirage_ros.core.codec import blend_image_fill
+    from mirage_ros.core.fill import blend_image_fill
 
     g = torch.Generator().manual_seed(0)
     rgb = torch.rand(1, 3, 16, 24, generator=g)
