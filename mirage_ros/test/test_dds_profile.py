@@ -31,7 +31,8 @@ def test_a_users_own_profile_or_another_rmw_is_left_alone() -> None:
 def test_profile_is_a_default_participant_with_a_large_shm_segment_and_builtins_kept() -> None:
     root = ET.parse(PROFILE_PATH).getroot()
     segment = root.find(".//f:transport_descriptor/f:segment_size", NS)
-    assert segment is not None and 4 * 2**20 <= int(segment.text or 0) <= 16 * 2**20  # fits small /dev/shm
+    assert segment is not None
+    assert 4 * 2**20 <= int(segment.text or 0) <= 16 * 2**20  # holds frames, fits small /dev/shm
     participant = root.find("f:participant", NS)
     assert participant is not None and participant.get("is_default_profile") == "true"
     builtins = participant.find(".//f:useBuiltinTransports", NS)
