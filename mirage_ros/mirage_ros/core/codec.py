@@ -16,13 +16,11 @@ oversized or mismatched files with :class:`CodecError` and never unpickles anyth
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
+from mirage_ros.core.codec_nets import CodecConfig, Decoder, Encoder, conv_bias
 from mirage_ros.core.errors import CodecError, ConfigError, ShapeError
 from mirage_ros.core.fill import blend_image_fill, push_pull_fill
 
@@ -65,157 +64,6 @@ def _resolve_device(name: str | torch.device) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but CUDA is not available")
     return dev
-
-
-@dataclass(frozen=True)
-class CodecConfig:
-    """Architecture of the codec (stored in every weights file)."""
-
-    latent_channels: int = 16
-    """C: latent channels per cell (the memory stores C numbers per voxel)."""
-    stride: int = 4
-    """s: pixels per latent cell along each axis (a power of two)."""
-    encoder_width: int = 48
-    """Channels of the encoder's residual body (on the latent grid)."""
-    width: int = 48
-    """Channels of the decoder body at the latent grid resolution."""
-    inner_width: int = 64
-    """Channels of the decoder body at 1/2 and 1/4 of the latent grid."""
-    head_channels: int = 8
-    """Channels of the full-resolution refinement after the pixel shuffle."""
-    max_depth_m: float = 10.0
-    """Depth normalisation: the decoder sees log(1+d)/log(1+max_depth_m), 0 where unknown."""
-    hole_fill: bool = False
-    """Fill empty latent cells by push-pull (pyramid) interpolation before decoding."""
-    image_fill_blend: float = 0.0
-    """In never-seen pixels, blend the decoder's imagination with a push-pull fill of the decoded
-    image from its covered pixels: 0 = decoder only, 1 = fill only (inference only; tuned per
-    weights file on scenes outside the evaluation seeds)."""
-
-    def __post_init__(self) -> None:
-        ints = {
-            "latent_channels": self.latent_channels,
-            "encoder_width": self.encoder_width,
-            "width": self.width,
-            "inner_width": self.inner_width,
-            "head_channels": self.head_channels,
-        }
-        for name, value in ints.items():
-            if not isinstance(value, int) or not 1 <= value <= 1024:
-                raise ConfigError(f"CodecConfig.{name} must be an int in [1, 1024], got {value!r}")
-        if self.stride not in (1, 2, 4, 8, 16):
-            raise ConfigError(f"CodecConfig.stride must be 1, 2, 4, 8 or 16, got {self.stride!r}")
-        if not (math.isfinite(self.max_depth_m) and self.max_depth_m > 0):
-            raise ConfigError(f"CodecConfig.max_depth_m must be > 0, got {self.max_depth_m!r}")
-        if not 0.0 <= self.image_fill_blend <= 1.0:
-            raise ConfigError(
-                f"CodecConfig.image_fill_blend must be in [0, 1], got {self.image_fill_blend!r}"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CodecConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise CodecError(f"unknown codec architecture fields {unknown}")
-        try:
-            return cls(**data)
-        except (TypeError, ConfigError) as exc:
-            raise CodecError(f"invalid codec architecture: {exc}") from exc
-
-
-def _bias(layer: nn.Conv2d) -> Tensor:
-    assert layer.bias is not None
-    return layer.bias
-
-
-class _ResBlock(nn.Module):
-    def __init__(self, channels: int, dilation: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, 3, padding=dilation, dilation=dilation)
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        out: Tensor = x + self.conv2(F.gelu(self.conv1(x)))
-        return out
-
-
-class Encoder(nn.Module):
-    """rgb (B,3,H,W) in [0,1], H and W multiples of s -> latents (B,C,H/s,W/s)."""
-
-    def __init__(self, cfg: CodecConfig) -> None:
-        super().__init__()
-        patch = 3 * cfg.stride * cfg.stride
-        self.stride = cfg.stride
-        self.linear = nn.Conv2d(patch, cfg.latent_channels, 1)
-        self.body_in = nn.Conv2d(patch, cfg.encoder_width, 3, padding=1)
-        self.body = _ResBlock(cfg.encoder_width)
-        self.body_out = nn.Conv2d(cfg.encoder_width, cfg.latent_channels, 1)
-        nn.init.zeros_(self.body_out.weight)
-        nn.init.zeros_(_bias(self.body_out))
-
-    def forward(self, rgb: Tensor) -> Tensor:
-        x = F.pixel_unshuffle(rgb, self.stride)
-        out: Tensor = self.linear(x) + self.body_out(self.body(F.gelu(self.body_in(x))))
-        return out
-
-
-class Decoder(nn.Module):
-    """latents + coverage + depth on the latent grid (sizes multiples of 4) -> rgb, conf logits."""
-
-    def __init__(self, cfg: CodecConfig) -> None:
-        super().__init__()
-        c, w, iw, s = cfg.latent_channels, cfg.width, cfg.inner_width, cfg.stride
-        self.stride = s
-        self.hole_fill = cfg.hole_fill
-        self.linear = nn.Conv2d(c, 3 * s * s, 1)  # transpose of the encoder's linear path
-        self.inp = nn.Conv2d(c + 2, w, 3, padding=1)
-        self.down1 = nn.Conv2d(w, iw, 3, stride=2, padding=1)
-        self.block1 = _ResBlock(iw)
-        self.down2 = nn.Conv2d(iw, iw, 3, stride=2, padding=1)
-        self.block2a = _ResBlock(iw, dilation=2)
-        self.block2b = _ResBlock(iw, dilation=4)
-        self.context = nn.Linear(iw, iw)
-        self.up2 = nn.Conv2d(iw, iw, 1)
-        self.up1 = nn.Conv2d(iw, w, 1)
-        self.block0 = _ResBlock(w)
-        self.head = nn.Conv2d(w, cfg.head_channels * s * s, 1)
-        hc = cfg.head_channels
-        self.refine1 = nn.Conv2d(hc, hc, 3, padding=1)
-        self.refine2 = nn.Conv2d(hc, 4, 3, padding=1)
-        nn.init.zeros_(self.refine2.weight)
-        nn.init.zeros_(_bias(self.refine2))
-
-    def forward(
-        self, latents: Tensor, coverage: Tensor, depth_feat: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        cov = coverage.to(latents.dtype)
-        z = latents * cov
-        if self.hole_fill:
-            z = push_pull_fill(z, cov)
-            base = F.pixel_shuffle(self.linear(z), self.stride)
-        else:
-            cov_full = F.interpolate(cov, scale_factor=self.stride, mode="nearest")
-            base = F.pixel_shuffle(self.linear(z), self.stride) * cov_full
-        x0 = F.gelu(self.inp(torch.cat([z, cov, depth_feat], dim=1)))
-        x1 = self.block1(F.gelu(self.down1(x0)))
-        x2 = F.gelu(self.down2(x1))
-        # masked global context: mean of features over covered cells, broadcast everywhere
-        cov2 = F.adaptive_max_pool2d(cov, x2.shape[-2:])
-        denom = cov2.sum(dim=(2, 3)).clamp_min(1.0)
-        ctx = (x2 * cov2).sum(dim=(2, 3)) / denom
-        x2 = x2 + self.context(ctx)[:, :, None, None]
-        x2 = self.block2b(self.block2a(x2))
-        x1 = x1 + self.up2(F.interpolate(x2, size=x1.shape[-2:], mode="nearest"))
-        x0 = x0 + self.up1(F.interpolate(F.gelu(x1), size=x0.shape[-2:], mode="nearest"))
-        x0 = self.block0(x0)
-        h = F.pixel_shuffle(self.head(F.gelu(x0)), self.stride)
-        out = self.refine2(F.gelu(self.refine1(F.gelu(h))))
-        rgb = base + out[:, :3]
-        return rgb, out[:, 3:4]
 
 
 def _pad_to(x: Tensor, multiple: int) -> Tensor:
@@ -334,7 +182,7 @@ class Codec(nn.Module):
         lin = self.decoder.linear
         s2 = self.config.stride**2
         weight = lin.weight.detach()[:, :, 0, 0].reshape(3, s2, -1).mean(dim=1)  # (3,C)
-        bias = _bias(lin).detach().reshape(3, s2).mean(dim=1)
+        bias = conv_bias(lin).detach().reshape(3, s2).mean(dim=1)
         z = latents.to(device=weight.device, dtype=torch.float32)
         return (z @ weight.T + bias).clamp(0.0, 1.0)
 
@@ -353,9 +201,9 @@ class Codec(nn.Module):
         w_enc = torch.zeros(c, x.shape[1], dtype=torch.float64)
         w_enc[:n] = basis.T
         self.encoder.linear.weight.copy_(w_enc[:, :, None, None].to(dev))
-        _bias(self.encoder.linear).copy_((-(w_enc @ mean)).to(dev))
+        conv_bias(self.encoder.linear).copy_((-(w_enc @ mean)).to(dev))
         self.decoder.linear.weight.copy_(w_enc.T[:, :, None, None].to(dev))
-        _bias(self.decoder.linear).copy_(mean.to(dev))
+        conv_bias(self.decoder.linear).copy_(mean.to(dev))
 
 
 def weights_digest(model: nn.Module) -> str:
