@@ -2,7 +2,7 @@
 
 Threading (see DESIGN.md): subscription callbacks only convert and enqueue into the
 :class:`~mirage_ros.engine.Engine`; its single worker integrates frames and runs every memory
-operation; service/action callbacks (a reentrant group on a MultiThreadedExecutor) wait on the
+operation; service/action callbacks (a reentrant group, run by a thread pool) wait on the
 worker's futures. The node never blocks on TF: frames wait in the engine until their transform
 exists (or are dropped and counted after ``transform_wait_s``).
 
@@ -407,20 +407,21 @@ class MirageNode(Node):
         except (MirageError, OSError) as exc:
             return False, f"{kind} failed: {exc}"
 
-    def _srv_save(self, request: MemoryFile.Request, response: Any) -> Any:
+    def _file_request(self, kind: str, path_str: str) -> tuple[bool, str]:
+        """A save/load service call: a request slot, then :meth:`_file_op` (which autosave and
+        load_path use without a slot)."""
         try:
             with self._request_slot():
-                response.success, response.message = self._file_op("save", request.path)
+                return self._file_op(kind, path_str)
         except RequestError as exc:
-            response.success, response.message = False, str(exc)
+            return False, str(exc)
+
+    def _srv_save(self, request: MemoryFile.Request, response: Any) -> Any:
+        response.success, response.message = self._file_request("save", request.path)
         return response
 
     def _srv_load(self, request: MemoryFile.Request, response: Any) -> Any:
-        try:
-            with self._request_slot():
-                response.success, response.message = self._file_op("load", request.path)
-        except RequestError as exc:
-            response.success, response.message = False, str(exc)
+        response.success, response.message = self._file_request("load", request.path)
         return response
 
     def _srv_reset(self, _request: Trigger.Request, response: Any) -> Any:

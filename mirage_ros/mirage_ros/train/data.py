@@ -149,19 +149,16 @@ def bag_framesets(
 
     out = []
     for path in paths:
-        frames = []
-        frames_iter = read_frames(
-            [Path(path)],
-            "camera/color/image_raw",
-            "camera/depth/image_raw",
-            "camera/color/camera_info",
-            fixed_frame="map",
-            max_frames=max_frames,
+        frames = list(
+            read_frames(
+                [Path(path)],
+                "camera/color/image_raw",
+                "camera/depth/image_raw",
+                "camera/color/camera_info",
+                fixed_frame="map",
+                max_frames=max_frames,
+            )
         )
-        for i, f in enumerate(frames_iter):
-            if i >= max_frames:
-                break
-            frames.append(f)
         out.append(framesets_from_frames(f"bag:{Path(path).name}", frames, stride))
     return out
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mirage_ros.sim import SceneConfig, SyntheticSequence
-from rosutil import Client, start_node, stop_node, wait_until
+from rosutil import Client, start_node, stop_node, wait_future, wait_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -44,6 +46,24 @@ def _request(frame: Any) -> Any:
     return PredictViews.Request(poses=[p], camera_info=info, with_depth=True)
 
 
+@contextlib.contextmanager
+def _live_node(
+    tmp_path: Path, client: Client, frames: list[Any], *params: str
+) -> Iterator[tuple[Any, Any, Any]]:
+    """A node in its own process with ``frames`` integrated: (process, predict_views client,
+    settled status). It must stop cleanly afterwards."""
+    from mirage_ros_interfaces.srv import PredictViews
+
+    proc = start_node(tmp_path, *params)
+    client.attach(proc)
+    try:
+        predict = client.client(PredictViews, "predict_views")
+        client.publish_frames(frames)
+        yield proc, predict, client.wait_settled(len(frames))
+    finally:
+        assert stop_node(proc) == 0
+
+
 def test_concurrent_predictions_during_loads_and_resets_see_whole_memories(
     tmp_path: Path, client: Client, frames: list[Any]
 ) -> None:
@@ -52,12 +72,7 @@ def test_concurrent_predictions_during_loads_and_resets_see_whole_memories(
 
     from mirage_ros_interfaces.srv import MemoryFile, PredictViews
 
-    proc = start_node(tmp_path)
-    client.attach(proc)
-    try:
-        predict = client.client(PredictViews, "predict_views")
-        client.publish_frames(frames)
-        client.wait_settled(len(frames))
+    with _live_node(tmp_path, client, frames) as (_proc, predict, _status):
         req = _request(frames[4])
         full = bytes(client.call(predict, req).views[0].image.data)
         assert client.call(
@@ -97,8 +112,6 @@ def test_concurrent_predictions_during_loads_and_resets_see_whole_memories(
         assert len(seen) >= 12
         assert set(seen) <= {full, empty}
         assert full in seen
-    finally:
-        assert stop_node(proc) == 0
 
 
 def test_requests_over_the_concurrency_limit_get_a_busy_answer_and_the_rest_are_served(
@@ -106,36 +119,26 @@ def test_requests_over_the_concurrency_limit_get_a_busy_answer_and_the_rest_are_
 ) -> None:
     """max_concurrent_requests:=1: concurrent callers get either a view or an immediate busy
     answer that says which parameter limits them; the node stays up and serves afterwards."""
-    from mirage_ros_interfaces.srv import PredictViews
+    from mirage_ros import conversions as conv
 
-    proc = start_node(tmp_path, "max_concurrent_requests:=1")
-    client.attach(proc)
-    try:
-        predict = client.client(PredictViews, "predict_views")
-        client.publish_frames(frames)
-        client.wait_settled(len(frames))
-        from mirage_ros import conversions as conv
-
+    with _live_node(tmp_path, client, frames, "max_concurrent_requests:=1") as (
+        proc,
+        predict,
+        _status,
+    ):
         big = _request(frames[3])
         big.poses = [big.poses[0]] * 64  # 64 views at 320x240: seconds, so calls overlap
         K = frames[3].K.copy()
         K[:2] *= 5
         conv.fill_camera_info_msg(big.camera_info, K, 320, 240)
         futures = [predict.call_async(big) for _ in range(6)]
-        results = [wait_future_result(f) for f in futures]
+        results = [wait_future(f, 120.0) for f in futures]
         served = [r for r in results if r.success]
         busy = [r for r in results if not r.success]
         assert served and busy, [r.message for r in results]
         assert all("busy" in r.message and "max_concurrent_requests" in r.message for r in busy)
         assert proc.poll() is None
         assert client.call(predict, _request(frames[3])).success  # a free slot again
-    finally:
-        assert stop_node(proc) == 0
-
-
-def wait_future_result(future: Any, timeout_s: float = 120.0) -> Any:
-    wait_until(future.done, timeout_s, "a predict_views answer")
-    return future.result()
 
 
 def test_autosave_survives_kill_9(tmp_path: Path, client: Client, frames: list[Any]) -> None:
@@ -166,18 +169,9 @@ def test_time_going_back_keeps_the_node_working(
     tmp_path: Path, client: Client, frames: list[Any]
 ) -> None:
     """A looped bag: the same frames again with older stamps (reset_tf policy: memory kept)."""
-    from mirage_ros_interfaces.srv import PredictViews
-
-    proc = start_node(tmp_path)
-    client.attach(proc)
-    try:
-        predict = client.client(PredictViews, "predict_views")
-        client.publish_frames(frames)
-        first = client.wait_settled(len(frames))
+    with _live_node(tmp_path, client, frames) as (_proc, predict, first):
         client.publish_frames(frames)  # time jumps back to the first stamp
         # the first frame after the jump may lose its transform to the TF reset (counted drop)
         second = client.wait_settled(2 * len(frames) - 3)
         assert second.voxels >= first.voxels * 0.9
         assert client.call(predict, _request(frames[3])).success
-    finally:
-        assert stop_node(proc) == 0
