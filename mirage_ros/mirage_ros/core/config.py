@@ -90,6 +90,15 @@ class MemoryConfig:
     max_weight: float = _f(32.0, "cap of a voxel's fusion weight (cells)", 1.0, 1e9)
     #: maximum splat radius in pixels at render (0 = one pixel per voxel)
     splat_radius_px: int = _f(1, "max splat radius at render (px); scaled by voxel footprint", 0, 8)
+    #: render: points this far (m) behind a pixel's nearest point count as the same surface, and
+    #: the one projected closest to the pixel centre wins (no drift toward slightly nearer voxels)
+    render_surface_band_m: float = _f(
+        0.1,
+        "render: points within this depth (m) of a pixel's nearest are one surface; the one "
+        "projected closest to the pixel centre wins (0 = the nearest wins)",
+        0.0,
+        10.0,
+    )
     #: storage dtype of the fused latents ("float16" halves the dominant per-voxel cost)
     latent_dtype: str = _f("float16", "storage dtype of fused latents: 'float16' or 'float32'")
     #: compute device: "auto" (CUDA if present), "cpu", "cuda", "cuda:N"

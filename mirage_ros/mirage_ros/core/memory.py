@@ -345,6 +345,7 @@ class LatentSpatialMemory:
             near_m=self.config.min_depth_m,
             max_radius_px=self.config.splat_radius_px,
             size_m=self.config.voxel_size_m,
+            front_band_m=self.config.render_surface_band_m or None,
         )
         cov = hits.index >= 0
         B, C = Kb.shape[0], self.config.latent_channels

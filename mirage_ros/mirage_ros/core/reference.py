@@ -149,7 +149,8 @@ class ReferenceLatentMemory:
         R_cw = T[:3, :3].T
         t_cw = -R_cw @ T[:3, 3]
         C = cfg.latent_channels
-        best: dict[tuple[int, int], tuple[float, int, int, tuple[int, int, int]]] = {}
+        cands: dict[tuple[int, int], list[tuple[float, float, int, int, tuple[int, int, int]]]]
+        cands = {}
         r = cfg.splat_radius_px
         for key, vox in self.voxels.items():
             p = R_cw @ vox.position + t_cw
@@ -162,16 +163,28 @@ class ReferenceLatentMemory:
             ext_u = max(0.5 * cfg.voxel_size_m * Kn[0, 0] / z, 0.5)
             ext_v = max(0.5 * cfg.voxel_size_m * Kn[1, 1] / z, 0.5)
             pk = _packed(key)
-            cand = (float(np.float32(z)), pk & 0xFFFFFFFF, pk, key)
             for dv in range(-r, r + 1):
                 for du in range(-r, r + 1):
                     uu, vv = u + du, v + dv
                     if abs(uu - uf) > ext_u or abs(vv - vf) > ext_v:
                         continue
                     if 0 <= uu < width and 0 <= vv < height:
-                        cur = best.get((vv, uu))
-                        if cur is None or cand[:3] < cur[:3]:
-                            best[(vv, uu)] = cand
+                        d2 = float(np.float32((uu - uf) ** 2 + (vv - vf) ** 2))
+                        cand = (float(np.float32(z)), d2, pk & 0xFFFFFFFF, pk, key)
+                        cands.setdefault((vv, uu), []).append(cand)
+        # the nearest wins; with a surface band, among the points within the band of the nearest
+        # the one projected closest to the pixel centre wins; ties by id
+        band = cfg.render_surface_band_m
+        best: dict[tuple[int, int], tuple[float, int, int, tuple[int, int, int]]] = {}
+        for pix, cs in cands.items():
+            if band > 0:
+                z_front = float(np.float32(min(c[0] for c in cs)) + np.float32(band))
+                z, _, low, pk, key = min(
+                    (c for c in cs if c[0] <= z_front), key=lambda c: (c[1], c[2], c[3])
+                )
+            else:
+                z, _, low, pk, key = min(cs, key=lambda c: (c[0], c[2], c[3]))
+            best[pix] = (z, low, pk, key)
         lat = np.zeros((C, height, width))
         depth = np.full((height, width), np.nan)
         cov = np.zeros((height, width), dtype=bool)

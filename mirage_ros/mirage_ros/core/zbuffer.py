@@ -56,6 +56,7 @@ def zbuffer_splat(
     near_m: float,
     max_radius_px: int = 0,
     size_m: float | None = None,
+    front_band_m: float | None = None,
 ) -> ZBufferResult:
     """Render the nearest point per pixel for B views in one pass.
 
@@ -73,7 +74,7 @@ def zbuffer_splat(
             zbuffer_splat(
                 points_world, point_ids, K[i : i + step], T_world_camera[i : i + step],
                 height=height, width=width, near_m=near_m, max_radius_px=max_radius_px,
-                size_m=size_m,
+                size_m=size_m, front_band_m=front_band_m,
             )
             for i in range(0, B, step)
         ]  # fmt: skip
@@ -126,11 +127,24 @@ def zbuffer_splat(
         uk = uk[e_idx] + dx[s_idx]
         vk = vk[e_idx] + dy[s_idx]
         b_idx, n_idx, zk = b_idx[e_idx], n_idx[e_idx], zk[e_idx]
+        uf, vf = uf[e_idx], vf[e_idx]
     inside = (uk >= 0) & (uk < width) & (vk >= 0) & (vk < height)
     b_idx, n_idx, zk, uk, vk = b_idx[inside], n_idx[inside], zk[inside], uk[inside], vk[inside]
+    uf, vf = uf[inside], vf[inside]
     pix = b_idx * hw + vk * width + uk
     ids = point_ids[n_idx]
     zbits = zk.contiguous().view(torch.int32).to(torch.int64)
+    if front_band_m is not None:
+        # keep the front surface (z within the band of the pixel's nearest), then let the point
+        # projected closest to the pixel centre win: no sub-cell drift toward nearer voxels
+        zmin = torch.full((B * hw,), float("inf"), dtype=torch.float32, device=device)
+        zmin.scatter_reduce_(0, pix, zk, reduce="amin", include_self=True)
+        front = zk <= zmin[pix] + front_band_m
+        pix, ids, zk, n_idx = pix[front], ids[front], zk[front], n_idx[front]
+        d2 = (uk[front].to(torch.float32) - uf[front]) ** 2 + (
+            vk[front].to(torch.float32) - vf[front]
+        ) ** 2
+        zbits = d2.contiguous().view(torch.int32).to(torch.int64)
     packed = (zbits << 32) | (ids & _LOW32)
     best = torch.full((B * hw,), torch.iinfo(torch.int64).max, dtype=torch.int64, device=device)
     best.scatter_reduce_(0, pix, packed, reduce="amin", include_self=True)
