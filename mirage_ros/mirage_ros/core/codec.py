@@ -123,9 +123,10 @@ class Codec(nn.Module):
         """
         rgb, logit = self.decode_logits(latents, coverage, depth_m, out_height, out_width)
         rgb = rgb.clamp(0.0, 1.0)
-        blend = self.config.image_fill_blend
-        if blend > 0.0:
-            rgb = blend_image_fill(rgb, coverage, self.config.stride, blend)
+        cfg = self.config
+        if cfg.image_fill_blend > 0.0:
+            blend, its = cfg.image_fill_blend, cfg.image_fill_iterations
+            rgb = blend_image_fill(rgb, coverage, cfg.stride, blend, its)
         return rgb, torch.sigmoid(logit)
 
     def decode_logits(

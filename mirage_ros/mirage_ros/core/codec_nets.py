@@ -43,9 +43,12 @@ class CodecConfig:
     hole_fill: bool = False
     """Fill empty latent cells by push-pull (pyramid) interpolation before decoding."""
     image_fill_blend: float = 0.0
-    """In never-seen pixels, blend the decoder's imagination with a push-pull fill of the decoded
-    image from its covered pixels: 0 = decoder only, 1 = fill only (inference only; tuned per
-    weights file on scenes outside the evaluation seeds)."""
+    """In never-seen pixels, blend the decoder's imagination with a fill of the decoded image from
+    its covered pixels: 0 = decoder only, 1 = fill only (tuned per weights file on scenes outside
+    the evaluation seeds)."""
+    image_fill_iterations: int = 0
+    """Jacobi sweeps per pyramid level of that fill: 0 = push-pull, > 0 = the multigrid harmonic
+    fill (``fill.harmonic_fill``)."""
 
     def __post_init__(self) -> None:
         ints = {
@@ -62,6 +65,11 @@ class CodecConfig:
             raise ConfigError(f"CodecConfig.stride must be 1, 2, 4, 8 or 16, got {self.stride!r}")
         if not (math.isfinite(self.max_depth_m) and self.max_depth_m > 0):
             raise ConfigError(f"CodecConfig.max_depth_m must be > 0, got {self.max_depth_m!r}")
+        its = self.image_fill_iterations
+        if not isinstance(its, int) or not 0 <= its <= 1000:
+            raise ConfigError(
+                f"CodecConfig.image_fill_iterations must be an int in [0, 1000], got {its!r}"
+            )
         if not 0.0 <= self.image_fill_blend <= 1.0:
             raise ConfigError(
                 f"CodecConfig.image_fill_blend must be in [0, 1], got {self.image_fill_blend!r}"

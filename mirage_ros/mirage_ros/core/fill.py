@@ -1,8 +1,14 @@
 """Filling never-seen cells and pixels from seen ones (torch only, deterministic, O(pixels)).
 
 ``push_pull_fill`` is the pyramid fill (coverage-weighted means down, bilinear back up) used on
-the latent grid by decoders trained with ``hole_fill`` and, by ``blend_image_fill``, on decoded
-images where the codec's ``image_fill_blend`` is set.
+the latent grid by decoders trained with ``hole_fill``. ``harmonic_fill`` is the same pyramid
+with a few Jacobi sweeps of Laplace's equation at every level on the way up (coarse to fine): it
+moves toward the harmonic interpolation of the seen values (the smoothest fill) at a cost of
+~1.3x ``iterations`` sweeps of the full image. On decoded views it beat both push-pull and
+push-pull + 100 plain Jacobi sweeps in never-seen-pixel PSNR (weights/README.md).
+``harmonic_fill_reference`` is the slow obvious version (plain Jacobi to convergence) the tests
+compare it with. ``blend_image_fill`` applies either to decoded images where the codec's
+``image_fill_blend`` is set.
 """
 
 from __future__ import annotations
@@ -11,7 +17,13 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
-__all__ = ["blend_image_fill", "push_pull_fill"]
+__all__ = [
+    "blend_image_fill",
+    "harmonic_fill",
+    "harmonic_fill_reference",
+    "pixel_coverage",
+    "push_pull_fill",
+]
 
 
 def push_pull_fill(z: Tensor, cov: Tensor) -> Tensor:
@@ -21,10 +33,39 @@ def push_pull_fill(z: Tensor, cov: Tensor) -> Tensor:
     level keeps its own mean where it has support and takes the bilinearly upsampled coarser
     value elsewhere. Covered cells are returned unchanged; deterministic, O(h w).
     """
+    return harmonic_fill(z, cov, 0)
+
+
+def _pyramid(z: Tensor, cov: Tensor) -> tuple[list[Tensor], list[Tensor]]:
     sums, weights = [z * cov], [cov]
     while min(sums[-1].shape[-2:]) > 1:
         sums.append(F.avg_pool2d(sums[-1], 2, ceil_mode=True))
         weights.append(F.avg_pool2d(weights[-1], 2, ceil_mode=True))
+    return sums, weights
+
+
+def _jacobi(x: Tensor, known: Tensor, sweeps: int) -> Tensor:
+    """``sweeps`` Jacobi sweeps of the 4-neighbour Laplace equation on the cells not ``known``
+    (replicated borders = zero normal derivative at the image edge)."""
+    for _ in range(sweeps):
+        p = F.pad(x, (1, 1, 1, 1), mode="replicate")
+        up, down = p[..., :-2, 1:-1], p[..., 2:, 1:-1]
+        left, right = p[..., 1:-1, :-2], p[..., 1:-1, 2:]
+        smooth = 0.25 * (up + down + left + right)
+        x = torch.where(known, x, smooth)
+    return x
+
+
+def harmonic_fill(z: Tensor, cov: Tensor, iterations: int = 10) -> Tensor:
+    """Fill uncovered cells of z (B,C,h,w) with an approximately harmonic interpolation of the
+    covered ones (cov (B,1,h,w) in {0,1}).
+
+    The push-pull pyramid, but on the way up every level first takes the coarser solution
+    (bilinear) where it has no complete support, then runs ``iterations`` Jacobi sweeps of
+    Laplace's equation with its fully supported cells fixed. Covered cells are returned
+    unchanged; deterministic; ``iterations=0`` is :func:`push_pull_fill`.
+    """
+    sums, weights = _pyramid(z, cov)
     filled = sums[-1] / weights[-1].clamp_min(1e-6)
     for lvl in range(len(sums) - 2, -1, -1):
         up = F.interpolate(filled, size=sums[lvl].shape[-2:], mode="bilinear", align_corners=False)
@@ -32,21 +73,48 @@ def push_pull_fill(z: Tensor, cov: Tensor) -> Tensor:
         mean = sums[lvl] / w.clamp_min(1e-6)
         a = w.clamp(0.0, 1.0)
         filled = torch.where(w > 0, a * mean + (1 - a) * up, up)
+        if iterations > 0:
+            filled = _jacobi(filled, w >= 1.0 - 1e-6, iterations)
     return torch.where(cov > 0, z, filled)
 
 
-def blend_image_fill(rgb: Tensor, coverage: Tensor, stride: int, blend: float) -> Tensor:
-    """Never-seen pixels of rgb (B,3,H,W) become ``blend * fill + (1 - blend) * rgb``, where the
-    fill is :func:`push_pull_fill` of the pixels whose latent cell is covered (coverage (B,h,w)
-    on the latent grid). Covered pixels are unchanged."""
-    cov = coverage.to(rgb.device)[:, None].float()
+def harmonic_fill_reference(z: Tensor, cov: Tensor, tol: float = 1e-6) -> Tensor:
+    """Slow obvious reference: Jacobi sweeps from the mean colour until the largest change is
+    below ``tol`` (the discrete harmonic interpolation of the covered cells)."""
+    known = cov > 0
+    mean = (z * cov).sum(dim=(-2, -1), keepdim=True) / cov.sum(dim=(-2, -1), keepdim=True)
+    x = torch.where(known, z, mean.expand_as(z))
+    while True:
+        nxt = _jacobi(x, known, 1)
+        if float((nxt - x).abs().max()) < tol:
+            return nxt
+        x = nxt
+
+
+def pixel_coverage(coverage: Tensor, stride: int, height: int, width: int) -> Tensor:
+    """(B,h,w) latent-grid coverage -> (B,1,height,width) float pixel coverage (nearest)."""
+    cov = coverage[:, None].float()
     cov_px = F.interpolate(cov, scale_factor=stride, mode="nearest")
-    H, W = rgb.shape[-2:]
-    if cov_px.shape[-2] < H or cov_px.shape[-1] < W:
-        pad = (0, max(0, W - cov_px.shape[-1]), 0, max(0, H - cov_px.shape[-2]))
+    if cov_px.shape[-2] < height or cov_px.shape[-1] < width:
+        pad = (0, max(0, width - cov_px.shape[-1]), 0, max(0, height - cov_px.shape[-2]))
         cov_px = F.pad(cov_px, pad, mode="replicate")
-    cov_px = cov_px[:, :, :H, :W]
-    if not bool((cov_px > 0).any()):
-        return rgb  # nothing seen: the decoder's imagination is all there is
-    filled = push_pull_fill(rgb, cov_px)
+    return cov_px[:, :, :height, :width]
+
+
+def blend_image_fill(
+    rgb: Tensor,
+    coverage: Tensor,
+    stride: int,
+    blend: float,
+    iterations: int = 0,
+) -> Tensor:
+    """Never-seen pixels of rgb (B,3,H,W) become ``blend * fill + (1 - blend) * rgb``, where the
+    fill is :func:`harmonic_fill` (``iterations`` sweeps per level; 0 = :func:`push_pull_fill`)
+    of the pixels whose latent cell is covered (coverage (B,h,w) on the latent grid). Covered
+    pixels are unchanged."""
+    cov_px = pixel_coverage(coverage.to(rgb.device), stride, *rgb.shape[-2:])
+    seen = cov_px > 0
+    if not bool(seen.any()) or bool(seen.all()):
+        return rgb  # nothing seen (the decoder's imagination is all there is), or nothing to fill
+    filled = harmonic_fill(rgb, cov_px, iterations)
     return torch.where(cov_px > 0, rgb, blend * filled + (1.0 - blend) * rgb)

@@ -65,9 +65,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--hole-fill", action="store_true", help="push-pull fill of empty latent cells (decoder)"
     )
     parser.add_argument("--latent-channels", type=int, default=16, help="latent channels C")
+    parser.add_argument(
+        "--image-fill-blend",
+        type=float,
+        help="never-seen pixels: weight of the fill vs the decoder's imagination (inference only)",
+    )
+    parser.add_argument(
+        "--image-fill-iterations",
+        type=int,
+        help="Jacobi sweeps per level of that fill; 0 = push-pull (inference only)",
+    )
     parser.add_argument("--ae-fraction", type=float, default=0.35, help="autoencoder phase share")
     parser.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint period")
-    parser.add_argument("--voxel-size", type=float, default=0.05, help="memory voxel size (m)")
+    parser.add_argument(
+        "--voxel-size",
+        type=float,
+        nargs="+",
+        default=[0.05],
+        help="memory voxel size(s) (m); several = one memory pool each, trained on together",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -101,6 +117,12 @@ def run(args: argparse.Namespace) -> int:
             codec_cfg = CodecConfig(latent_channels=args.latent_channels)
         if args.hole_fill:
             codec_cfg = dataclasses.replace(codec_cfg, hole_fill=True)
+        fill = {
+            "image_fill_blend": args.image_fill_blend,
+            "image_fill_iterations": args.image_fill_iterations,
+        }
+        set_fill = {k: v for k, v in fill.items() if v is not None}
+        codec_cfg = dataclasses.replace(codec_cfg, **set_fill)
         cfg = TrainConfig(
             steps=args.steps,
             batch=args.batch,
@@ -118,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
             "frames_per_scene": args.frames,
             "camera_rate_hz": args.camera_rate,
             "bags": [str(Path(b).resolve()) for b in args.bag],
-            "voxel_size_m": args.voxel_size,
+            "voxel_size_m": args.voxel_size[0] if len(args.voxel_size) == 1 else args.voxel_size,
             "init": str(args.init) if args.init else None,
         }
     if not data_args["synthetic_seeds"] and not data_args["bags"]:
@@ -154,13 +176,17 @@ def run(args: argparse.Namespace) -> int:
         else:
             sample = torch.cat([torch.from_numpy(s.rgb[:: max(1, len(s) // 8)]) for s in sets])
             codec.init_linear_from_pca(sample.permute(0, 3, 1, 2).float() / 255.0)
-    memory_config = MemoryConfig(
-        voxel_size_m=data_args["voxel_size_m"],
-        latent_channels=codec_cfg.latent_channels,
-        device=str(device),
-        max_memory_mb=512.0,
-    )
-    trainer = Trainer(codec, sets, cfg, memory_config, device)
+    voxels = data_args["voxel_size_m"]
+    memory_configs = [
+        MemoryConfig(
+            voxel_size_m=v,
+            latent_channels=codec_cfg.latent_channels,
+            device=str(device),
+            max_memory_mb=512.0,
+        )
+        for v in (voxels if isinstance(voxels, list) else [voxels])
+    ]
+    trainer = Trainer(codec, sets, cfg, memory_configs, device)
     if resume_meta is not None:
         restore(trainer, resume_meta, tensors)
     extra = {"data": data_args}

@@ -28,3 +28,69 @@ def test_image_fill_blend_out_of_range_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match="image_fill_blend"):
         CodecConfig(image_fill_blend=1.5)
+
+
+def _seen_left_and_right(h: int = 24, w: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    z = torch.rand(1, 3, h, w, generator=g)
+    cov = torch.zeros(1, 1, h, w)
+    cov[..., :, :6] = 1.0
+    cov[..., :, -5:] = 1.0
+    cov[..., 10:14, 6:12] = 1.0
+    return z, cov
+
+
+def test_harmonic_fill_reference_is_exact_on_a_linear_ramp() -> None:
+    """Linear functions are harmonic: known at both ends, the reference reproduces the ramp."""
+    from mirage_ros.core.fill import harmonic_fill_reference
+
+    ramp = torch.linspace(0.0, 1.0, 20).expand(1, 1, 8, 20).clone()
+    cov = torch.zeros(1, 1, 8, 20)
+    cov[..., :2] = 1.0
+    cov[..., -2:] = 1.0
+    out = harmonic_fill_reference(ramp * cov, cov, tol=1e-8)
+    torch.testing.assert_close(out, ramp, atol=1e-4, rtol=0)
+
+
+def test_harmonic_fill_approaches_the_reference_and_keeps_seen_cells() -> None:
+    from mirage_ros.core.fill import harmonic_fill, harmonic_fill_reference, push_pull_fill
+
+    z, cov = _seen_left_and_right()
+    ref = harmonic_fill_reference(z, cov)
+    hole = cov == 0
+    err_pp = float((push_pull_fill(z, cov) - ref)[hole.expand_as(z)].abs().mean())
+    errs = [
+        float((harmonic_fill(z, cov, k) - ref)[hole.expand_as(z)].abs().mean()) for k in (10, 50)
+    ]
+    assert errs[1] < errs[0] < 0.7 * err_pp  # more sweeps, closer to the harmonic fill
+    fast = harmonic_fill(z, cov, 10)
+    assert torch.equal(fast[(cov > 0).expand_as(z)], z[(cov > 0).expand_as(z)])
+    assert torch.equal(fast, harmonic_fill(z, cov, 10))  # deterministic
+    assert torch.equal(harmonic_fill(z, cov, 0), push_pull_fill(z, cov))
+
+
+def test_codec_decode_uses_the_configured_fill(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from mirage_ros.core.codec import Codec, CodecConfig, load_codec, save_codec
+    from mirage_ros.core.errors import ConfigError
+    from mirage_ros.core.fill import blend_image_fill
+
+    small = dict(latent_channels=8, encoder_width=8, width=8, inner_width=8, head_channels=4)
+    torch.manual_seed(0)
+    plain = Codec(CodecConfig(**small)).eval()
+    filled = Codec(CodecConfig(**small, image_fill_blend=1.0, image_fill_iterations=5)).eval()
+    filled.load_state_dict(plain.state_dict())
+    assert filled.codec_id == plain.codec_id  # the fill is inference-only: same weights, same id
+    g = torch.Generator().manual_seed(2)
+    z = torch.randn(1, 8, 6, 10, generator=g)
+    cov = torch.zeros(1, 6, 10, dtype=torch.bool)
+    cov[:, :, :4] = True
+    depth = torch.full((1, 6, 10), 2.0)
+    with torch.inference_mode():
+        raw, conf_raw = plain.decode(z, cov, depth, 23, 40)  # odd size: padded and cropped
+        out, conf = filled.decode(z, cov, depth, 23, 40)
+    torch.testing.assert_close(out, blend_image_fill(raw, cov, 4, 1.0, 5))
+    assert torch.equal(conf, conf_raw)  # confidence still comes from the decoder
+    save_codec(filled, tmp_path / "f.safetensors")
+    assert load_codec(tmp_path / "f.safetensors", device="cpu").config == filled.config
+    with pytest.raises(ConfigError, match="image_fill_iterations"):
+        CodecConfig(image_fill_iterations=-1)
