@@ -73,6 +73,21 @@ def test_memory_pool_renders_held_out_frames_with_coverage() -> None:
         assert (p.latents.float()[:, ~p.coverage] == 0).all()
 
 
+def test_several_voxel_sizes_give_one_pool_each() -> None:
+    import dataclasses
+
+    fs = framesets_from_frames("wall", wall_frames(), TINY_CODEC.stride)
+    cfg = TrainConfig(steps=2, batch=2, crop_px=32, ae_fraction=0.5)
+    coarse = _memory_config()
+    fine = dataclasses.replace(coarse, voxel_size_m=0.02)
+    sizes = []
+    for configs in ([coarse], [fine], [coarse, fine]):
+        trainer = Trainer(Codec(TINY_CODEC), [fs], cfg, configs, torch.device("cpu"))
+        trainer._enter_phase2()
+        sizes.append(len(trainer.pool))
+    assert sizes[2] == sizes[0] + sizes[1]
+
+
 def test_few_steps_train_checkpoint_and_resume_match(tmp_path: Path) -> None:
     torch.manual_seed(0)
     fs = framesets_from_frames("wall", wall_frames(), TINY_CODEC.stride)

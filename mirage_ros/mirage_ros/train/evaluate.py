@@ -71,6 +71,7 @@ def evaluate(
     revisit_age_s: float = 8.0,
     camera_rate_hz: float = 5.0,
     time_decode: bool = True,
+    voxel_size_m: float = 0.05,
 ) -> dict[str, Any]:
     """Stream held-out scenes through memory + codec and collect the metrics (see module doc)."""
     codec = load_codec(weights, device="cpu")
@@ -101,7 +102,9 @@ def evaluate(
     err_all, unc_all = [], []
     rng = np.random.default_rng(0)
     for fs in sets:
-        mem_cfg = MemoryConfig(latent_channels=codec.config.latent_channels, device="cpu")
+        mem_cfg = MemoryConfig(
+            latent_channels=codec.config.latent_channels, voxel_size_m=voxel_size_m, device="cpu"
+        )
         pred = Predictor(codec, LatentSpatialMemory(mem_cfg))
         for i in range(len(fs)):
             if i % holdout != holdout - 1:
@@ -156,6 +159,7 @@ def evaluate(
         "holdout_every": holdout,
         "revisit_age_s": revisit_age_s,
         "camera_rate_hz": camera_rate_hz,
+        "voxel_size_m": voxel_size_m,
     }
     return summary
 
@@ -175,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--holdout", type=int, default=5)
     p.add_argument("--revisit-age", type=float, default=8.0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--voxel-size-m", type=float, default=0.05, help="the memory's voxel size")
     p.add_argument("--out", type=Path)
     a = p.parse_args(argv)
     if any(sd >= EVAL_SEED_LIMIT for sd in a.seeds):
@@ -182,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(a.threads)
     w, h = (int(v) for v in a.resolution.split("x"))
-    res = evaluate(a.weights, a.seeds, a.frames, w, h, a.holdout, a.revisit_age)
+    res = evaluate(
+        a.weights, a.seeds, a.frames, w, h, a.holdout, a.revisit_age, voxel_size_m=a.voxel_size_m
+    )
     text = json.dumps(res, indent=2)
     print(text)
     if a.out:

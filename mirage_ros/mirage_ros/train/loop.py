@@ -177,7 +177,13 @@ class Trainer:
             p.requires_grad_(False)
         self.codec.eval()
         rng = np.random.default_rng([self.cfg.seed, 7_777])
-        self.pool = build_memory_pool(self.codec, self.sets, self.memory_config, rng)
+        configs = self.memory_config
+        if not isinstance(configs, (list, tuple)):
+            configs = [configs]
+        # one pool per memory configuration (e.g. several voxel sizes), trained on together
+        self.pool = [
+            smp for mc in configs for smp in build_memory_pool(self.codec, self.sets, mc, rng)
+        ]
         if not self.pool:
             raise ConfigError("the memory pool is empty (sequences too short?)")
 
