@@ -99,6 +99,13 @@ class MemoryConfig:
         0.0,
         10.0,
     )
+    #: render: blend the front-surface points of a pixel (tent weight on their offset from the
+    #: pixel centre) instead of taking the centre-closest one; needs render_surface_band_m > 0
+    render_blend: bool = _f(
+        True,
+        "render: blend a pixel's front-surface points by a tent weight on their offset from the "
+        "pixel centre (false: the centre-closest one)",
+    )
     #: storage dtype of the fused latents ("float16" halves the dominant per-voxel cost)
     latent_dtype: str = _f("float16", "storage dtype of fused latents: 'float16' or 'float32'")
     #: compute device: "auto" (CUDA if present), "cpu", "cuda", "cuda:N"

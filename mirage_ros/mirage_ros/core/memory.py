@@ -21,7 +21,7 @@ from mirage_ros.core.config import MemoryConfig, resolve_device
 from mirage_ros.core.errors import ConfigError
 from mirage_ros.core.integrate import Frame, FrameCells, carve_mask, frame_cells, prepare_frame
 from mirage_ros.core.voxel_hash import SortedKeyIndex
-from mirage_ros.core.zbuffer import zbuffer_splat
+from mirage_ros.core.zbuffer import ZBufferResult, zbuffer_splat
 
 __all__ = ["IntegrateStats", "LatentSpatialMemory", "RenderResult", "prepare_views"]
 
@@ -346,6 +346,7 @@ class LatentSpatialMemory:
             max_radius_px=self.config.splat_radius_px,
             size_m=self.config.voxel_size_m,
             front_band_m=self.config.render_surface_band_m or None,
+            blend=self.config.render_blend and self.config.render_surface_band_m > 0,
         )
         cov = hits.index >= 0
         B, C = Kb.shape[0], self.config.latent_channels
@@ -360,6 +361,8 @@ class LatentSpatialMemory:
                 slot = live[slot]
             covf = cov.to(torch.float32)
             lat = self.latents[slot].float() * covf[..., None]
+            if hits.blend_pixel is not None:
+                self._blend_front(lat.view(-1, C), hits, live)
             wgt = self.weights[slot] * covf
             newest = self.newest_stamp_ns if self.newest_stamp_ns is not None else 0
             age_all = ((newest - self.stamps[slot]).to(torch.float64) * 1e-9).to(torch.float32)
@@ -371,6 +374,34 @@ class LatentSpatialMemory:
             weight=wgt,
             age_s=age,
         )
+
+    def _blend_front(self, lat_flat: Tensor, hits: ZBufferResult, live: Tensor | None) -> None:
+        """Pixels with several front-surface candidates get their tent-weighted mean latent.
+
+        The sums are taken in 2^-20 fixed point on int64, so they do not depend on the order of
+        the candidates (slot order, CUDA atomics): the result is deterministic on CPU and CUDA.
+        Pixels with one candidate keep its latent exactly.
+        """
+        pix, point, w = hits.blend_pixel, hits.blend_point, hits.blend_weight
+        assert pix is not None and point is not None and w is not None
+        n_pix, C = lat_flat.shape
+        count = torch.zeros(n_pix, dtype=torch.int64, device=self.device)
+        count.index_add_(0, pix, torch.ones_like(pix))
+        multi = count[pix] > 1
+        if not bool(multi.any()):
+            return
+        pix, point, w = pix[multi], point[multi], w[multi]
+        slot = point if live is None else live[point]
+        ws = w * float(1 << 20)  # float32 products are exact enough (latents are float16)
+        wq = torch.round(ws).to(torch.int64)
+        lq = torch.round(self.latents[slot].float() * ws[:, None]).to(torch.int64)
+        sum_l = torch.zeros(n_pix, C, dtype=torch.int64, device=self.device)
+        sum_l.index_add_(0, pix, lq)
+        sum_w = torch.zeros(n_pix, dtype=torch.int64, device=self.device)
+        sum_w.index_add_(0, pix, wq)
+        blended = torch.nonzero(count > 1).squeeze(1)
+        mean = sum_l[blended].double() / sum_w[blended].clamp_min(1).double()[:, None]
+        lat_flat[blended] = mean.to(torch.float32)
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | Path) -> None:

@@ -149,7 +149,9 @@ class ReferenceLatentMemory:
         R_cw = T[:3, :3].T
         t_cw = -R_cw @ T[:3, 3]
         C = cfg.latent_channels
-        cands: dict[tuple[int, int], list[tuple[float, float, int, int, tuple[int, int, int]]]]
+        cands: dict[
+            tuple[int, int], list[tuple[float, float, int, int, tuple[int, int, int], float]]
+        ]
         cands = {}
         r = cfg.splat_radius_px
         for key, vox in self.voxels.items():
@@ -170,20 +172,26 @@ class ReferenceLatentMemory:
                         continue
                     if 0 <= uu < width and 0 <= vv < height:
                         d2 = float(np.float32((uu - uf) ** 2 + (vv - vf) ** 2))
-                        cand = (float(np.float32(z)), d2, pk & 0xFFFFFFFF, pk, key)
+                        tent = max(1 - abs(uu - uf), 1e-3) * max(1 - abs(vv - vf), 1e-3)
+                        cand = (float(np.float32(z)), d2, pk & 0xFFFFFFFF, pk, key, tent)
                         cands.setdefault((vv, uu), []).append(cand)
         # the nearest wins; with a surface band, among the points within the band of the nearest
         # the one projected closest to the pixel centre wins; ties by id
+        # with render_blend, a pixel with several front candidates shows their tent-weighted mean
         band = cfg.render_surface_band_m
         best: dict[tuple[int, int], tuple[float, int, int, tuple[int, int, int]]] = {}
+        blended: dict[tuple[int, int], np.ndarray] = {}
         for pix, cs in cands.items():
             if band > 0:
                 z_front = float(np.float32(min(c[0] for c in cs)) + np.float32(band))
-                z, _, low, pk, key = min(
-                    (c for c in cs if c[0] <= z_front), key=lambda c: (c[1], c[2], c[3])
-                )
+                front = [c for c in cs if c[0] <= z_front]
+                z, _, low, pk, key, _ = min(front, key=lambda c: (c[1], c[2], c[3]))
+                if cfg.render_blend and len(front) > 1:
+                    w = np.array([c[5] for c in front])
+                    lats = np.stack([self.voxels[c[4]].latent for c in front])
+                    blended[pix] = (w[:, None] * lats).sum(axis=0) / w.sum()
             else:
-                z, _, low, pk, key = min(cs, key=lambda c: (c[0], c[2], c[3]))
+                z, _, low, pk, key, _ = min(cs, key=lambda c: (c[0], c[2], c[3]))
             best[pix] = (z, low, pk, key)
         lat = np.zeros((C, height, width))
         depth = np.full((height, width), np.nan)
@@ -192,7 +200,7 @@ class ReferenceLatentMemory:
         keys = np.full((height, width), -1, dtype=np.int64)
         for (vv, uu), (z, _, pk, key) in best.items():
             vox = self.voxels[key]
-            lat[:, vv, uu] = vox.latent
+            lat[:, vv, uu] = blended.get((vv, uu), vox.latent)
             depth[vv, uu] = z
             cov[vv, uu] = True
             wgt[vv, uu] = vox.weight

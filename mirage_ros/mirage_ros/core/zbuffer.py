@@ -39,10 +39,15 @@ class ZBufferResult:
 
     index: (B, h, w) int64, index of the winning point, -1 where empty.
     depth_m: (B, h, w) float32, z of the winner in the view's camera frame, NaN where empty.
+    blend_pixel / blend_point / blend_weight: (M,) with ``blend=True``: every front-surface
+    candidate (flat pixel index over B*h*w, point index, tent weight in (0, 1]); else None.
     """
 
     index: Tensor
     depth_m: Tensor
+    blend_pixel: Tensor | None = None
+    blend_point: Tensor | None = None
+    blend_weight: Tensor | None = None
 
 
 def zbuffer_splat(
@@ -57,14 +62,19 @@ def zbuffer_splat(
     max_radius_px: int = 0,
     size_m: float | None = None,
     front_band_m: float | None = None,
+    blend: bool = False,
 ) -> ZBufferResult:
     """Render the nearest point per pixel for B views in one pass.
 
     points_world: (N, 3) float32; point_ids: (N,) int64 unique >= 0; K: (B, 3, 3);
     T_world_camera: (B, 4, 4); near_m: points with z <= near_m are culled; max_radius_px:
     splat radius cap; size_m: the points' physical size for the footprint (None = always
-    ``max_radius_px``).
+    ``max_radius_px``); front_band_m: see the module doc; blend (needs front_band_m): also
+    return every front-surface candidate with the tent weight
+    ``max(1 - |du|, 1e-3) * max(1 - |dv|, 1e-3)`` of its offset from the pixel centre.
     """
+    if blend and front_band_m is None:
+        raise ValueError("zbuffer_splat: blend needs front_band_m")
     device = points_world.device
     B = K.shape[0]
     n_pts = points_world.shape[0]
@@ -74,18 +84,32 @@ def zbuffer_splat(
             zbuffer_splat(
                 points_world, point_ids, K[i : i + step], T_world_camera[i : i + step],
                 height=height, width=width, near_m=near_m, max_radius_px=max_radius_px,
-                size_m=size_m, front_band_m=front_band_m,
+                size_m=size_m, front_band_m=front_band_m, blend=blend,
             )
             for i in range(0, B, step)
         ]  # fmt: skip
-        return ZBufferResult(
+        out = ZBufferResult(
             torch.cat([p.index for p in parts]), torch.cat([p.depth_m for p in parts])
         )
+        if blend:  # chunk k's flat pixel indices start at view k * step
+            pix_parts, point_parts, weight_parts = [], [], []
+            for k, part in enumerate(parts):
+                assert part.blend_pixel is not None and part.blend_point is not None
+                assert part.blend_weight is not None
+                pix_parts.append(part.blend_pixel + k * step * height * width)
+                point_parts.append(part.blend_point)
+                weight_parts.append(part.blend_weight)
+            out.blend_pixel = torch.cat(pix_parts)
+            out.blend_point = torch.cat(point_parts)
+            out.blend_weight = torch.cat(weight_parts)
+        return out
     hw = height * width
     index = torch.full((B, height, width), -1, dtype=torch.int64, device=device)
     depth = torch.full((B, height, width), float("nan"), dtype=torch.float32, device=device)
+    empty = torch.zeros(0, dtype=torch.int64, device=device)
+    nothing = (empty, empty, empty.to(torch.float32)) if blend else (None, None, None)
     if points_world.shape[0] == 0:
-        return ZBufferResult(index, depth)
+        return ZBufferResult(index, depth, *nothing)
     T_cw = invert_pose(T_world_camera.to(device=device, dtype=torch.float64)).to(torch.float32)
     Kf = K.to(device=device, dtype=torch.float32)
     R = T_cw[:, :3, :3]
@@ -101,7 +125,7 @@ def zbuffer_splat(
     keep = (z > near_m) & (u_f >= -0.5 - r) & (u_f < lim_u) & (v_f >= -0.5 - r) & (v_f < lim_v)
     flat = torch.nonzero(keep.view(-1)).squeeze(1)
     if flat.numel() == 0:
-        return ZBufferResult(index, depth)
+        return ZBufferResult(index, depth, *nothing)
     b_idx = torch.div(flat, n_pts, rounding_mode="floor")
     n_idx = flat - b_idx * n_pts
     zk = z.reshape(-1).index_select(0, flat)
@@ -141,10 +165,9 @@ def zbuffer_splat(
         zmin.scatter_reduce_(0, pix, zk, reduce="amin", include_self=True)
         front = zk <= zmin[pix] + front_band_m
         pix, ids, zk, n_idx = pix[front], ids[front], zk[front], n_idx[front]
-        d2 = (uk[front].to(torch.float32) - uf[front]) ** 2 + (
-            vk[front].to(torch.float32) - vf[front]
-        ) ** 2
-        zbits = d2.contiguous().view(torch.int32).to(torch.int64)
+        du = uk[front].to(torch.float32) - uf[front]
+        dv = vk[front].to(torch.float32) - vf[front]
+        zbits = (du**2 + dv**2).contiguous().view(torch.int32).to(torch.int64)
     packed = (zbits << 32) | (ids & _LOW32)
     best = torch.full((B * hw,), torch.iinfo(torch.int64).max, dtype=torch.int64, device=device)
     best.scatter_reduce_(0, pix, packed, reduce="amin", include_self=True)
@@ -159,4 +182,7 @@ def zbuffer_splat(
     wp = pix[win]
     index.view(-1)[wp] = n_idx[win]
     depth.view(-1)[wp] = zk[win]
+    if blend:
+        tent = (1.0 - du.abs()).clamp_(min=1e-3) * (1.0 - dv.abs()).clamp_(min=1e-3)
+        return ZBufferResult(index, depth, pix, n_idx, tent)
     return ZBufferResult(index, depth)

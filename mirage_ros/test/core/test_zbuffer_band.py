@@ -48,3 +48,47 @@ def test_within_the_band_the_centred_point_wins_and_farther_surfaces_never_do() 
     )  # fmt: skip
     assert int(hits.index[0, 5, 5]) == 0
     assert float(hits.depth_m[0, 5, 5]) == torch.tensor(2.0).item()
+
+
+def test_blend_returns_the_front_candidates_with_tent_weights() -> None:
+    pts, ids, K, T = _scene()
+    hits = zbuffer_splat(
+        pts, ids, K, T, height=10, width=10, near_m=0.1, max_radius_px=1, size_m=0.05,
+        front_band_m=0.1, blend=True,
+    )  # fmt: skip
+    assert hits.blend_pixel is not None and hits.blend_point is not None
+    assert hits.blend_weight is not None
+    at = hits.blend_pixel == 5 * 10 + 5
+    got = dict(zip(hits.blend_point[at].tolist(), hits.blend_weight[at].tolist(), strict=True))
+    assert set(got) == {0, 1}  # the far surface (point 2) is not blended in
+    assert abs(got[1] - 1.0) < 1e-5  # on the pixel centre
+    assert abs(got[0] - 0.1) < 1e-4  # 0.9 px off in u: 1 - 0.9
+    assert int(hits.index[0, 5, 5]) == 1  # the winner (weight, age, depth) is unchanged
+
+
+def test_blended_render_is_deterministic_and_a_convex_mix() -> None:
+    import dataclasses
+
+    from mirage_ros.core.config import MemoryConfig
+    from mirage_ros.core.memory import LatentSpatialMemory
+
+    g = torch.Generator().manual_seed(3)
+    K = torch.tensor([[20.0, 0.0, 7.5], [0.0, 20.0, 5.5], [0.0, 0.0, 1.0]])
+    T = torch.eye(4, dtype=torch.float64)
+    depth = 1.0 + 0.02 * torch.rand(12, 16, generator=g)  # a slightly rough wall 1 m ahead
+    cfg = MemoryConfig(latent_channels=4, device="cpu", voxel_size_m=0.1)  # 2 cells: overlaps
+    mem = LatentSpatialMemory(cfg)
+    lat = torch.rand(4, 12, 16, generator=g)
+    mem.integrate(lat, depth, K, T, 1)
+    T2 = T.clone()
+    T2[2, 3] = -2.0  # 2 m further back: voxels 0.67 px apart, several per pixel
+    a, b = mem.render(K, T2, 12, 16), mem.render(K, T2, 12, 16)
+    assert torch.equal(a.latents, b.latents)
+    mem.config = dataclasses.replace(cfg, render_blend=False)
+    single = mem.render(K, T2, 12, 16)
+    assert torch.equal(a.coverage, single.coverage) and torch.equal(a.weight, single.weight)
+    cov = a.coverage[0]
+    lo, hi = float(lat.min()), float(lat.max())
+    assert float(a.latents[0][:, cov].min()) >= lo - 1e-6
+    assert float(a.latents[0][:, cov].max()) <= hi + 1e-6
+    assert not torch.equal(a.latents, single.latents)  # some pixels did blend
