@@ -21,8 +21,8 @@ __all__ = [
     "blend_image_fill",
     "harmonic_fill",
     "harmonic_fill_reference",
-    "pixel_coverage",
     "push_pull_fill",
+    "upsample_cells",
 ]
 
 
@@ -91,14 +91,14 @@ def harmonic_fill_reference(z: Tensor, cov: Tensor, tol: float = 1e-6) -> Tensor
         x = nxt
 
 
-def pixel_coverage(coverage: Tensor, stride: int, height: int, width: int) -> Tensor:
-    """(B,h,w) latent-grid coverage -> (B,1,height,width) float pixel coverage (nearest)."""
-    cov = coverage[:, None].float()
-    cov_px = F.interpolate(cov, scale_factor=stride, mode="nearest")
-    if cov_px.shape[-2] < height or cov_px.shape[-1] < width:
-        pad = (0, max(0, width - cov_px.shape[-1]), 0, max(0, height - cov_px.shape[-2]))
-        cov_px = F.pad(cov_px, pad, mode="replicate")
-    return cov_px[:, :, :height, :width]
+def upsample_cells(x: Tensor, stride: int, height: int, width: int) -> Tensor:
+    """(B,1,h,w) latent-grid values -> (B,1,height,width): each cell repeated s x s times,
+    edge-replicated where the image is larger than h*s x w*s, cropped where smaller."""
+    up = x.repeat_interleave(stride, dim=2).repeat_interleave(stride, dim=3)
+    ph, pw = max(0, height - up.shape[2]), max(0, width - up.shape[3])
+    if ph or pw:
+        up = F.pad(up, (0, pw, 0, ph), mode="replicate")
+    return up[:, :, :height, :width]
 
 
 def blend_image_fill(
@@ -112,7 +112,7 @@ def blend_image_fill(
     fill is :func:`harmonic_fill` (``iterations`` sweeps per level; 0 = :func:`push_pull_fill`)
     of the pixels whose latent cell is covered (coverage (B,h,w) on the latent grid). Covered
     pixels are unchanged."""
-    cov_px = pixel_coverage(coverage.to(rgb.device), stride, *rgb.shape[-2:])
+    cov_px = upsample_cells(coverage.to(rgb.device)[:, None].float(), stride, *rgb.shape[-2:])
     seen = cov_px > 0
     if not bool(seen.any()) or bool(seen.all()):
         return rgb  # nothing seen (the decoder's imagination is all there is), or nothing to fill

@@ -385,8 +385,7 @@ class LatentSpatialMemory:
         pix, point, w = hits.blend_pixel, hits.blend_point, hits.blend_weight
         assert pix is not None and point is not None and w is not None
         n_pix, C = lat_flat.shape
-        count = torch.zeros(n_pix, dtype=torch.int64, device=self.device)
-        count.index_add_(0, pix, torch.ones_like(pix))
+        count = torch.bincount(pix, minlength=n_pix)
         multi = count[pix] > 1
         if not bool(multi.any()):
             return

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
 from mirage_ros.core.codec import Codec
 from mirage_ros.core.errors import CodecError, ShapeError
+from mirage_ros.core.fill import upsample_cells
 from mirage_ros.core.geometry import depth_at_stride, scale_intrinsics
 
 if TYPE_CHECKING:
@@ -141,8 +141,8 @@ class Predictor:
         rgb, conf = self.codec.decode(latents, coverage, depth, height, width)
         _sync(self.device)
         t2 = time.perf_counter()
-        depth_full = _upsample_nearest(depth[:, None], s, height, width)[:, 0]
-        cov_full = _upsample_nearest(coverage[:, None].float(), s, height, width)[:, 0] > 0.5
+        depth_full = upsample_cells(depth[:, None], s, height, width)[:, 0]
+        cov_full = upsample_cells(coverage[:, None].float(), s, height, width)[:, 0] > 0.5
         frac = coverage.flatten(1).float().mean(dim=1).tolist()
         return PredictedViews(
             rgb=rgb,
@@ -156,12 +156,3 @@ class Predictor:
                 "total": (time.perf_counter() - t0) * 1e3,
             },
         )
-
-
-def _upsample_nearest(x: Tensor, stride: int, height: int, width: int) -> Tensor:
-    """(B,1,h,w) -> (B,1,height,width) by repeating each cell s x s times (edge-replicated)."""
-    up = x.repeat_interleave(stride, dim=2).repeat_interleave(stride, dim=3)
-    ph, pw = max(0, height - up.shape[2]), max(0, width - up.shape[3])
-    if ph or pw:
-        up = F.pad(up, (0, pw, 0, ph), mode="replicate")
-    return up[:, :, :height, :width]

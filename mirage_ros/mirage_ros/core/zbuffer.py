@@ -106,8 +106,10 @@ def zbuffer_splat(
     hw = height * width
     index = torch.full((B, height, width), -1, dtype=torch.int64, device=device)
     depth = torch.full((B, height, width), float("nan"), dtype=torch.float32, device=device)
-    empty = torch.zeros(0, dtype=torch.int64, device=device)
-    nothing = (empty, empty, empty.to(torch.float32)) if blend else (None, None, None)
+    nothing: tuple[Tensor | None, Tensor | None, Tensor | None] = (None, None, None)
+    if blend:  # no candidates, but say so with empty tensors
+        empty = torch.zeros(0, dtype=torch.int64, device=device)
+        nothing = (empty, empty, empty.to(torch.float32))
     if points_world.shape[0] == 0:
         return ZBufferResult(index, depth, *nothing)
     T_cw = invert_pose(T_world_camera.to(device=device, dtype=torch.float64)).to(torch.float32)
