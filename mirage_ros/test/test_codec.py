@@ -227,3 +227,69 @@ def test_push_pull_fill_keeps_covered_cells_and_fills_holes_smoothly() -> None:
     assert torch.isfinite(holes).all()
     assert holes.min() >= 0 and holes.max() <= 1  # a convex mix of covered values
     assert push_pull_fill(z, torch.zeros(1, 1, 8, 12)).abs().max() == 0  # nothing to fill from
+
+
+def test_confidence_head_starts_as_the_decoders_confidence_and_then_changes_it() -> None:
+    import dataclasses
+
+    base = _tiny(5)
+    with_head = Codec(dataclasses.replace(TINY, confidence_width=4)).eval()
+    missing, unexpected = with_head.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("confidence.") for k in missing)
+    z = torch.randn(2, TINY.latent_channels, 6, 7)
+    cov = torch.rand(2, 6, 7) > 0.3
+    depth = torch.where(cov, 1 + torch.rand(2, 6, 7), torch.nan)
+    rgb0, conf0 = base.decode(z, cov, depth, 23, 27)  # odd sizes: the head works at half res
+    rgb1, conf1 = with_head.decode(z, cov, depth, 23, 27)
+    assert torch.equal(rgb0, rgb1)  # the head never touches the image
+    assert torch.allclose(conf0, conf1, atol=1e-6)  # its last layer starts at zero
+    assert with_head.codec_id != base.codec_id  # but it is part of the weights
+    assert with_head.confidence is not None
+    with torch.no_grad():
+        with_head.confidence.out.weight.fill_(0.3)
+    _, conf2 = with_head.decode(z, cov, depth, 23, 27)
+    assert conf2.shape == conf0.shape and not torch.equal(conf2, conf0)
+    assert conf2.min() >= 0.0 and conf2.max() <= 1.0
+
+
+def test_confidence_head_round_trips_and_old_files_have_none(tmp_path: Path) -> None:
+    import dataclasses
+
+    torch.manual_seed(1)
+    codec = Codec(dataclasses.replace(TINY, confidence_width=4)).eval()
+    save_codec(codec, tmp_path / "h.safetensors")
+    loaded = load_codec(tmp_path / "h.safetensors", device="cpu")
+    assert loaded.config.confidence_width == 4 and loaded.codec_id == codec.codec_id
+    assert _tiny().confidence is None and TINY.confidence_width == 0
+    with pytest.raises(ConfigError):
+        CodecConfig(confidence_width=-1)
+    with pytest.raises(ConfigError):
+        CodecConfig(confidence_width=True)  # type: ignore[arg-type]
+
+
+def test_offset_input_starts_neutral_and_then_shifts_the_image() -> None:
+    import dataclasses
+
+    base = _tiny(6)
+    cfg = dataclasses.replace(TINY, offset_input=True)
+    aware = Codec(cfg).eval()
+    state = base.state_dict()
+    w = state["decoder.inp.weight"]
+    grown = torch.zeros(w.shape[0], w.shape[1] + 2, *w.shape[2:])
+    grown[:, : w.shape[1]] = w
+    aware.load_state_dict(state | {"decoder.inp.weight": grown})
+    z = torch.randn(1, TINY.latent_channels, 5, 6)
+    cov = torch.rand(1, 5, 6) > 0.2
+    depth = torch.where(cov, torch.full((1, 5, 6), 2.0), torch.nan)
+    off = torch.rand(1, 2, 5, 6) - 0.5
+    ref, _ = base.decode(z, cov, depth, 20, 24)
+    assert torch.allclose(aware.decode(z, cov, depth, 20, 24, off)[0], ref, atol=1e-6)
+    assert torch.equal(base.decode(z, cov, depth, 20, 24, off)[0], ref)  # ignored without input
+    with torch.no_grad():
+        aware.decoder.inp.weight[:, -2:].fill_(0.5)
+    moved, _ = aware.decode(z, cov, depth, 20, 24, off)
+    centred, _ = aware.decode(z, cov, depth, 20, 24)  # None: every latent at its cell centre
+    assert not torch.allclose(moved, centred)
+    assert torch.equal(centred, aware.decode(z, cov, depth, 20, 24, torch.zeros_like(off))[0])
+    with pytest.raises(ShapeError):
+        aware.decode(z, cov, depth, 20, 24, off[:, :1])

@@ -131,10 +131,9 @@ def test_training_reduces_loss_on_a_fixed_batch() -> None:
     assert last < first
 
 
-def test_train_command_writes_weights_and_sidecar(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from mirage_ros.train import add_arguments, data, run
+def _train_parser(monkeypatch: pytest.MonkeyPatch) -> argparse.ArgumentParser:
+    """`mirage train`'s parser, with the synthetic scenes replaced by 8-frame wall slides."""
+    from mirage_ros.train import add_arguments, data
 
     def fake_synthetic(seeds, frames, width, height, stride, **_kw):  # type: ignore[no-untyped-def]
         return [
@@ -144,6 +143,15 @@ def test_train_command_writes_weights_and_sidecar(
     monkeypatch.setattr(data, "synthetic_framesets", fake_synthetic)
     parser = argparse.ArgumentParser()
     add_arguments(parser)
+    return parser
+
+
+def test_train_command_writes_weights_and_sidecar(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mirage_ros.train import run
+
+    parser = _train_parser(monkeypatch)
     out = tmp_path / "run"
     argv = ["--out", str(out), "--tiny", "--steps", "3", "--batch", "2", "--crop", "32"]
     argv += ["--resolution", "64x48", "--scenes", "1", "--device", "cpu", "--no-progress"]
@@ -203,3 +211,75 @@ def test_evaluate_script_reports_every_metric(
     assert res["n_recent_psnr"] + res["n_revisit_psnr"] == 3
     assert np.isfinite(res["spearman_uncertainty_error"])
     assert res["protocol"]["texture_set"] == "test"
+
+
+def test_confidence_phase_trains_only_the_head_and_resumes(tmp_path: Path) -> None:
+    import dataclasses
+
+    fs = framesets_from_frames("wall", wall_frames(), TINY_CODEC.stride)
+    codec_cfg = dataclasses.replace(TINY_CODEC, confidence_width=4)
+    cfg = TrainConfig(steps=2, batch=2, crop_px=32, ae_fraction=0.5, confidence_steps=3)
+
+    def fresh() -> Trainer:
+        torch.manual_seed(0)
+        return Trainer(Codec(codec_cfg), [fs], cfg, _memory_config(), torch.device("cpu"))
+
+    full = fresh()
+    for _ in range(2):
+        full.train_step()
+    before = {k: v.clone() for k, v in full.codec.state_dict().items()}
+    full.run(tmp_path / "full")
+    assert full.step == 5 and [h["phase"] for h in full.history][2:] == [3.0, 3.0, 3.0]
+    assert all(np.isfinite(h["conf_bce"]) for h in full.history)
+    after = full.codec.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("confidence.") for k in changed)
+    # interrupted in phase 3, then resumed: same weights as the uninterrupted run
+    half = fresh()
+    for _ in range(3):
+        half.train_step()
+    save_checkpoint(half, tmp_path / "half" / "checkpoint.safetensors")
+    resumed = fresh()
+    restore(resumed, *load_checkpoint(tmp_path / "half"))
+    resumed.run(tmp_path / "resumed")
+    for k, v in full.codec.state_dict().items():
+        assert torch.allclose(v, resumed.codec.state_dict()[k], atol=1e-6), k
+
+
+def test_confidence_steps_need_a_head_and_something_to_train() -> None:
+    from mirage_ros.core.errors import ConfigError
+
+    fs = framesets_from_frames("wall", wall_frames(), TINY_CODEC.stride)
+    with pytest.raises(ConfigError):
+        TrainConfig(steps=0, confidence_steps=0)
+    cfg = TrainConfig(steps=0, batch=2, crop_px=32, confidence_steps=2)
+    with pytest.raises(ConfigError, match="confidence head"):
+        Trainer(Codec(TINY_CODEC), [fs], cfg, _memory_config(), torch.device("cpu"))
+
+
+def test_train_command_adds_a_confidence_head_and_offsets_to_init_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mirage_ros.core.codec import save_codec
+    from mirage_ros.train import run
+
+    parser = _train_parser(monkeypatch)
+    torch.manual_seed(0)
+    init = Codec(TINY_CODEC).eval()
+    save_codec(init, tmp_path / "init.safetensors", {"training": {"steps": 11}, "note": "kept"})
+    argv = ["--out", str(tmp_path / "run"), "--init", str(tmp_path / "init.safetensors")]
+    argv += ["--steps", "0", "--confidence-width", "4", "--confidence-steps", "2", "--batch", "2"]
+    argv += ["--crop", "32", "--resolution", "64x48", "--scenes", "1", "--device", "cpu"]
+    argv += ["--no-progress", "--offset-input"]
+    assert run(parser.parse_args(argv)) == 0
+    codec = load_codec(tmp_path / "run" / "codec.safetensors", device="cpu")
+    assert codec.config.confidence_width == 4 and codec.config.offset_input
+    inp = codec.state_dict()["decoder.inp.weight"]
+    n_old = init.state_dict()["decoder.inp.weight"].shape[1]
+    assert inp.shape[1] == n_old + 2 and (inp[:, n_old:] == 0).all()  # new inputs start at 0
+    for k, v in init.state_dict().items():  # the codec itself is unchanged
+        mine = codec.state_dict()[k]
+        assert torch.equal(v, mine[:, :n_old] if k == "decoder.inp.weight" else mine), k
+    side = json.loads((tmp_path / "run" / "codec.json").read_text())
+    assert side["training"]["steps"] == 2 and side["init_training"] == {"steps": 11}
+    assert side["note"] == "kept" and side["init_codec_id"] == init.codec_id

@@ -182,6 +182,7 @@ class _CloudBase:
             coverage=cov,
             weight=cov.float(),
             age_s=age,
+            offset=hits.offset.permute(0, 3, 1, 2).contiguous(),
         )
 
 

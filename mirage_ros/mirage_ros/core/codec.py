@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
-from mirage_ros.core.codec_nets import CodecConfig, Decoder, Encoder, conv_bias
+from mirage_ros.core.codec_nets import CodecConfig, ConfidenceHead, Decoder, Encoder, conv_bias
 from mirage_ros.core.errors import CodecError, ConfigError, ShapeError
-from mirage_ros.core.fill import blend_image_fill, push_pull_fill
+from mirage_ros.core.fill import blend_image_fill, push_pull_fill, upsample_cells
 
 __all__ = [
     "CODEC_FORMAT_VERSION",
@@ -82,6 +82,9 @@ class Codec(nn.Module):
         self.config = config if config is not None else CodecConfig()
         self.encoder = Encoder(self.config)
         self.decoder = Decoder(self.config)
+        self.confidence: ConfidenceHead | None = (
+            ConfidenceHead(self.config) if self.config.confidence_width > 0 else None
+        )
         self._codec_id: str | None = None
 
     @property
@@ -113,21 +116,51 @@ class Codec(nn.Module):
         depth_m: Tensor,
         out_height: int,
         out_width: int,
+        offset: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Latent map -> image and confidence.
 
         latents: (B,C,h,w) float; coverage: (B,h,w) bool; depth_m: (B,h,w) metres, NaN/0 unknown;
-        (out_height, out_width) with ceil(out/s) or floor(out/s) equal to (h, w).
+        (out_height, out_width) with ceil(out/s) or floor(out/s) equal to (h, w); offset:
+        (B,2,h,w) the render's sub-cell offsets (used by codecs with ``offset_input``; None =
+        every latent at its cell centre, as the encoder produces them).
         Returns rgb (B,3,out_height,out_width) in [0,1] and confidence (B,1,out_height,out_width)
         in [0,1].
         """
-        rgb, logit = self.decode_logits(latents, coverage, depth_m, out_height, out_width)
-        rgb = rgb.clamp(0.0, 1.0)
+        rgb, logit = self.decode_logits(latents, coverage, depth_m, out_height, out_width, offset)
+        rgb, logit = self.finish(rgb, logit, coverage, depth_m)
+        return rgb, torch.sigmoid(logit)
+
+    def finish(
+        self, rgb: Tensor, logit: Tensor, coverage: Tensor, depth_m: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The decoder's raw outputs -> the final image and confidence logit.
+
+        rgb (B,3,H,W) unclamped and logit (B,1,H,W) from :meth:`decode_logits`; coverage and
+        depth_m (B,h,w) on the latent grid as given to it. The image is clamped to [0,1] and its
+        never-seen pixels filled (``image_fill_blend``); the confidence head, if the codec has
+        one, then corrects the logit from that final image.
+        """
         cfg = self.config
+        rgb = rgb.clamp(0.0, 1.0)
         if cfg.image_fill_blend > 0.0:
             blend, its = cfg.image_fill_blend, cfg.image_fill_iterations
             rgb = blend_image_fill(rgb, coverage, cfg.stride, blend, its)
-        return rgb, torch.sigmoid(logit)
+        if self.confidence is not None:
+            height, width = rgb.shape[-2:]
+            cov = coverage.to(rgb.device).bool()
+            dfeat = self._depth_feature(depth_m.to(device=rgb.device, dtype=torch.float32), cov)
+            cov_full = upsample_cells(cov[:, None].float(), cfg.stride, height, width)
+            dfeat_full = upsample_cells(dfeat[:, None], cfg.stride, height, width)
+            logit = self.confidence(rgb, logit, cov_full, dfeat_full)
+        return rgb, logit
+
+    def _depth_feature(self, depth_m: Tensor, coverage: Tensor) -> Tensor:
+        """log(1+d)/log(1+max_depth_m) where covered with a valid depth, else 0 (B,h,w)."""
+        m = self.config.max_depth_m
+        valid = coverage & torch.isfinite(depth_m) & (depth_m > 0)
+        dfeat = torch.log1p(depth_m.clamp(0.0, m)) / math.log1p(m)
+        return torch.where(valid, dfeat, torch.zeros_like(dfeat))
 
     def decode_logits(
         self,
@@ -136,8 +169,10 @@ class Codec(nn.Module):
         depth_m: Tensor,
         out_height: int,
         out_width: int,
+        offset: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Like :meth:`decode` but rgb is unclamped and confidence is a logit (for training)."""
+        """The decoder net alone: rgb unclamped, never-seen pixels not filled, and the decoder's
+        confidence logit (training; :meth:`finish` turns them into :meth:`decode`'s output)."""
         cfg = self.config
         if latents.ndim != 4 or latents.shape[1] != cfg.latent_channels:
             raise ShapeError(
@@ -159,15 +194,20 @@ class Codec(nn.Module):
         dev = next(self.parameters()).device
         z = latents.to(device=dev, dtype=torch.float32)
         cov = coverage.to(device=dev).bool()
-        d = depth_m.to(device=dev, dtype=torch.float32)
-        valid = cov & torch.isfinite(d) & (d > 0)
+        dfeat = self._depth_feature(depth_m.to(device=dev, dtype=torch.float32), cov)
         z = torch.where(cov[:, None], torch.nan_to_num(z), torch.zeros_like(z))
-        dfeat = torch.log1p(d.clamp(0.0, cfg.max_depth_m)) / math.log1p(cfg.max_depth_m)
-        dfeat = torch.where(valid, dfeat, torch.zeros_like(dfeat))
         z4 = _pad_to(z, 4)
         c4 = _pad_to(cov[:, None].float(), 4)
         d4 = _pad_to(dfeat[:, None], 4)
-        rgb, logit = self.decoder(z4, c4, d4)
+        o4 = None
+        if offset is not None and cfg.offset_input:
+            if tuple(offset.shape) != (b, 2, h, w):
+                raise ShapeError(
+                    f"decode expects offset of shape {(b, 2, h, w)}, got {tuple(offset.shape)}"
+                )
+            off = torch.nan_to_num(offset.to(device=dev, dtype=torch.float32)).clamp(-4.0, 4.0)
+            o4 = _pad_to(torch.where(cov[:, None], off, torch.zeros_like(off)), 4)
+        rgb, logit = self.decoder(z4, c4, d4, o4)
         rgb, logit = rgb[:, :, : h * s, : w * s], logit[:, :, : h * s, : w * s]
         if h * s < out_height or w * s < out_width:
             pad = (0, max(0, out_width - w * s), 0, max(0, out_height - h * s))

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from mirage_ros.core.errors import CodecError, ConfigError
 from mirage_ros.core.fill import push_pull_fill
 
-__all__ = ["CodecConfig", "Decoder", "Encoder", "conv_bias"]
+__all__ = ["CodecConfig", "ConfidenceHead", "Decoder", "Encoder", "conv_bias"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,12 @@ class CodecConfig:
     image_fill_iterations: int = 0
     """Jacobi sweeps per pyramid level of that fill: 0 = push-pull, > 0 = the multigrid harmonic
     fill (``fill.harmonic_fill``)."""
+    offset_input: bool = False
+    """The decoder also sees, per latent cell, where its latent sits inside the cell (the
+    render's sub-cell ``offset``), so it can place the content with sub-cell accuracy."""
+    confidence_width: int = 0
+    """Channels of the confidence head that looks at the final image (0 = no head: the
+    decoder's own confidence logit is the confidence)."""
 
     def __post_init__(self) -> None:
         ints = {
@@ -65,6 +71,15 @@ class CodecConfig:
             raise ConfigError(f"CodecConfig.stride must be 1, 2, 4, 8 or 16, got {self.stride!r}")
         if not (math.isfinite(self.max_depth_m) and self.max_depth_m > 0):
             raise ConfigError(f"CodecConfig.max_depth_m must be > 0, got {self.max_depth_m!r}")
+        if not isinstance(self.offset_input, bool):
+            raise ConfigError(
+                f"CodecConfig.offset_input must be true or false, got {self.offset_input!r}"
+            )
+        cw = self.confidence_width
+        if isinstance(cw, bool) or not isinstance(cw, int) or not 0 <= cw <= 256:
+            raise ConfigError(
+                f"CodecConfig.confidence_width must be an int in [0, 256], got {cw!r}"
+            )
         its = self.image_fill_iterations
         if not isinstance(its, int) or not 0 <= its <= 1000:
             raise ConfigError(
@@ -127,15 +142,17 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """latents + coverage + depth on the latent grid (sizes multiples of 4) -> rgb, conf logits."""
+    """latents + coverage + depth (+ sub-cell offsets) on the latent grid (sizes multiples of 4)
+    -> rgb, conf logits."""
 
     def __init__(self, cfg: CodecConfig) -> None:
         super().__init__()
         c, w, iw, s = cfg.latent_channels, cfg.width, cfg.inner_width, cfg.stride
         self.stride = s
         self.hole_fill = cfg.hole_fill
+        self.offset_input = cfg.offset_input
         self.linear = nn.Conv2d(c, 3 * s * s, 1)  # transpose of the encoder's linear path
-        self.inp = nn.Conv2d(c + 2, w, 3, padding=1)
+        self.inp = nn.Conv2d(c + (4 if cfg.offset_input else 2), w, 3, padding=1)
         self.down1 = nn.Conv2d(w, iw, 3, stride=2, padding=1)
         self.block1 = _ResBlock(iw)
         self.down2 = nn.Conv2d(iw, iw, 3, stride=2, padding=1)
@@ -153,7 +170,7 @@ class Decoder(nn.Module):
         nn.init.zeros_(conv_bias(self.refine2))
 
     def forward(
-        self, latents: Tensor, coverage: Tensor, depth_feat: Tensor
+        self, latents: Tensor, coverage: Tensor, depth_feat: Tensor, offset: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         cov = coverage.to(latents.dtype)
         z = latents * cov
@@ -163,7 +180,10 @@ class Decoder(nn.Module):
         else:
             cov_full = F.interpolate(cov, scale_factor=self.stride, mode="nearest")
             base = F.pixel_shuffle(self.linear(z), self.stride) * cov_full
-        x0 = F.gelu(self.inp(torch.cat([z, cov, depth_feat], dim=1)))
+        feats = [z, cov, depth_feat]
+        if self.offset_input:
+            feats.append(offset if offset is not None else torch.zeros_like(z[:, :2]))
+        x0 = F.gelu(self.inp(torch.cat(feats, dim=1)))
         x1 = self.block1(F.gelu(self.down1(x0)))
         x2 = F.gelu(self.down2(x1))
         # masked global context: mean of features over covered cells, broadcast everywhere
@@ -179,3 +199,55 @@ class Decoder(nn.Module):
         out = self.refine2(F.gelu(self.refine1(F.gelu(h))))
         rgb = base + out[:, :3]
         return rgb, out[:, 3:4]
+
+
+def _box(x: Tensor, size: int) -> Tensor:
+    """Mean over a size x size window (replicated borders), same shape as x (separable)."""
+    half = size // 2
+    x = F.avg_pool2d(F.pad(x, (half, half, 0, 0), mode="replicate"), (1, size), 1)
+    return F.avg_pool2d(F.pad(x, (0, 0, half, half), mode="replicate"), (size, 1), 1)
+
+
+class ConfidenceHead(nn.Module):
+    """Refines the decoder's confidence logit from what the final image looks like.
+
+    The decoder predicts its confidence before the image exists; most of the error that is left
+    in covered pixels sits on edges and texture of the *output* (a sub-cell misregistration costs
+    nothing on a flat wall and a lot on a brick pattern). This head sees, per pixel: the
+    decoder's logit, the output's luminance and gradient magnitude (central differences), the
+    coverage and the depth feature, all averaged to half resolution, plus local means of the
+    gradient and of the coverage (nearness to never-seen pixels); two 3 x 3 convolutions (the
+    second dilated) at half resolution give a correction that is upsampled and added to the
+    logit. The last layer starts at zero, so an untrained head returns the decoder's logit.
+    """
+
+    n_features = 7
+
+    def __init__(self, cfg: CodecConfig) -> None:
+        super().__init__()
+        w = cfg.confidence_width
+        self.conv1 = nn.Conv2d(self.n_features, w, 3, padding=1)
+        self.conv2 = nn.Conv2d(w, w, 3, padding=2, dilation=2)
+        self.out = nn.Conv2d(w, 1, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(conv_bias(self.out))
+
+    @staticmethod
+    def features(rgb: Tensor, logit: Tensor, coverage: Tensor, depth_feat: Tensor) -> Tensor:
+        """(B,7,ceil(H/2),ceil(W/2)) inputs of the head; arguments (B,*,H,W) at full resolution."""
+        lum = rgb.mean(dim=1, keepdim=True)
+        p = F.pad(lum, (1, 1, 1, 1), mode="replicate")
+        gx = p[..., 1:-1, 2:] - p[..., 1:-1, :-2]
+        gy = p[..., 2:, 1:-1] - p[..., :-2, 1:-1]
+        grad = torch.sqrt(gx * gx + gy * gy + 1e-6)
+        full = torch.cat([logit / 4, lum - 0.5, 4 * grad, coverage, depth_feat], dim=1)
+        half = F.avg_pool2d(full, 2, ceil_mode=True)
+        return torch.cat([half, _box(half[:, 2:4], 3)], dim=1)
+
+    def forward(self, rgb: Tensor, logit: Tensor, coverage: Tensor, depth_feat: Tensor) -> Tensor:
+        """rgb (B,3,H,W) final image in [0,1]; logit, coverage, depth_feat (B,1,H,W) -> logit."""
+        x = self.features(rgb, logit, coverage, depth_feat)
+        corr = self.out(F.gelu(self.conv2(F.gelu(self.conv1(x)))))
+        corr = F.interpolate(corr, size=logit.shape[-2:], mode="bilinear", align_corners=False)
+        out: Tensor = logit + corr
+        return out

@@ -50,7 +50,11 @@ class RenderResult:
     latents: (B, C, h, w) float32, 0 where not covered. depth_m: (B, h, w) float32, NaN where
     not covered. coverage: (B, h, w) bool. weight: (B, h, w) float32, 0 where not covered.
     age_s: (B, h, w) float32, seconds since the winning voxel was last observed, relative to
-    the newest stamp integrated, NaN where not covered.
+    the newest stamp integrated, NaN where not covered. offset: (B, 2, h, w) float32, where
+    the pixel's latent sits inside it: the projection of its voxel (the tent-weighted mean over
+    the blended ones) relative to the pixel centre, (u - u_c, v - v_c) in pixels of this grid,
+    0 where not covered. An offset-aware decoder uses it to place the content with sub-cell
+    accuracy.
     """
 
     latents: Tensor
@@ -58,6 +62,7 @@ class RenderResult:
     coverage: Tensor
     weight: Tensor
     age_s: Tensor
+    offset: Tensor
 
 
 def prepare_views(
@@ -350,6 +355,7 @@ class LatentSpatialMemory:
         )
         cov = hits.index >= 0
         B, C = Kb.shape[0], self.config.latent_channels
+        offset = hits.offset
         if pos.shape[0] == 0:
             lat = torch.zeros(B, height, width, C, dtype=torch.float32, device=self.device)
             wgt = torch.zeros(B, height, width, dtype=torch.float32, device=self.device)
@@ -362,7 +368,7 @@ class LatentSpatialMemory:
             covf = cov.to(torch.float32)
             lat = self.latents[slot].float() * covf[..., None]
             if hits.blend_pixel is not None:
-                self._blend_front(lat.view(-1, C), hits, live)
+                self._blend_front(lat.view(-1, C), offset.view(-1, 2), hits, live)
             wgt = self.weights[slot] * covf
             newest = self.newest_stamp_ns if self.newest_stamp_ns is not None else 0
             age_all = ((newest - self.stamps[slot]).to(torch.float64) * 1e-9).to(torch.float32)
@@ -373,34 +379,41 @@ class LatentSpatialMemory:
             coverage=cov,
             weight=wgt,
             age_s=age,
+            offset=offset.permute(0, 3, 1, 2).contiguous(),
         )
 
-    def _blend_front(self, lat_flat: Tensor, hits: ZBufferResult, live: Tensor | None) -> None:
-        """Pixels with several front-surface candidates get their tent-weighted mean latent.
+    def _blend_front(
+        self, lat_flat: Tensor, off_flat: Tensor, hits: ZBufferResult, live: Tensor | None
+    ) -> None:
+        """Pixels with several front-surface candidates get their tent-weighted mean latent and
+        offset (in place).
 
         The sums are taken in 2^-20 fixed point on int64, so they do not depend on the order of
         the candidates (slot order, CUDA atomics): the result is deterministic on CPU and CUDA.
-        Pixels with one candidate keep its latent exactly.
+        Pixels with one candidate keep its latent and offset exactly.
         """
         pix, point, w = hits.blend_pixel, hits.blend_point, hits.blend_weight
-        assert pix is not None and point is not None and w is not None
+        offs = hits.blend_offset
+        assert pix is not None and point is not None and w is not None and offs is not None
         n_pix, C = lat_flat.shape
         count = torch.bincount(pix, minlength=n_pix)
         multi = count[pix] > 1
         if not bool(multi.any()):
             return
-        pix, point, w = pix[multi], point[multi], w[multi]
+        pix, point, w, offs = pix[multi], point[multi], w[multi], offs[multi]
         slot = point if live is None else live[point]
         ws = w * float(1 << 20)  # float32 products are exact enough (latents are float16)
         wq = torch.round(ws).to(torch.int64)
-        lq = torch.round(self.latents[slot].float() * ws[:, None]).to(torch.int64)
-        sum_l = torch.zeros(n_pix, C, dtype=torch.int64, device=self.device)
-        sum_l.index_add_(0, pix, lq)
+        vals = torch.cat([self.latents[slot].float(), offs], dim=1)  # (M, C + 2)
+        lq = torch.round(vals * ws[:, None]).to(torch.int64)
+        sums = torch.zeros(n_pix, C + 2, dtype=torch.int64, device=self.device)
+        sums.index_add_(0, pix, lq)
         sum_w = torch.zeros(n_pix, dtype=torch.int64, device=self.device)
         sum_w.index_add_(0, pix, wq)
         blended = torch.nonzero(count > 1).squeeze(1)
-        mean = sum_l[blended].double() / sum_w[blended].clamp_min(1).double()[:, None]
-        lat_flat[blended] = mean.to(torch.float32)
+        mean = sums[blended].double() / sum_w[blended].clamp_min(1).double()[:, None]
+        lat_flat[blended] = mean[:, :C].to(torch.float32)
+        off_flat[blended] = mean[:, C:].to(torch.float32)
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | Path) -> None:

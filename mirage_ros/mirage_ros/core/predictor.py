@@ -138,7 +138,8 @@ class Predictor:
         latents = render.latents.to(self.device)
         coverage = render.coverage.to(self.device)
         depth = render.depth_m.to(self.device)
-        rgb, conf = self.codec.decode(latents, coverage, depth, height, width)
+        offset = render.offset.to(self.device)
+        rgb, conf = self.codec.decode(latents, coverage, depth, height, width, offset)
         _sync(self.device)
         t2 = time.perf_counter()
         depth_full = upsample_cells(depth[:, None], s, height, width)[:, 0]

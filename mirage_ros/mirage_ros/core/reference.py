@@ -41,13 +41,16 @@ class _Voxel:
 
 @dataclass
 class ReferenceRender:
-    """Single-view render: latents (C, h, w), depth_m (h, w) NaN empty, coverage, weight, key."""
+    """Single-view render: latents (C, h, w), depth_m (h, w) NaN empty, coverage, weight, key,
+    offset (2, h, w): projection of the pixel's voxel minus the pixel centre (blended: the
+    tent-weighted mean), 0 empty."""
 
     latents: np.ndarray
     depth_m: np.ndarray
     coverage: np.ndarray
     weight: np.ndarray
     key: np.ndarray
+    offset: np.ndarray
 
 
 def _packed(ijk: tuple[int, int, int]) -> int:
@@ -150,7 +153,8 @@ class ReferenceLatentMemory:
         t_cw = -R_cw @ T[:3, 3]
         C = cfg.latent_channels
         cands: dict[
-            tuple[int, int], list[tuple[float, float, int, int, tuple[int, int, int], float]]
+            tuple[int, int],
+            list[tuple[float, float, int, int, tuple[int, int, int], float, tuple[float, float]]],
         ]
         cands = {}
         r = cfg.splat_radius_px
@@ -173,7 +177,8 @@ class ReferenceLatentMemory:
                     if 0 <= uu < width and 0 <= vv < height:
                         d2 = float(np.float32((uu - uf) ** 2 + (vv - vf) ** 2))
                         tent = max(1 - abs(uu - uf), 1e-3) * max(1 - abs(vv - vf), 1e-3)
-                        cand = (float(np.float32(z)), d2, pk & 0xFFFFFFFF, pk, key, tent)
+                        off = (uf - uu, vf - vv)
+                        cand = (float(np.float32(z)), d2, pk & 0xFFFFFFFF, pk, key, tent, off)
                         cands.setdefault((vv, uu), []).append(cand)
         # the nearest wins; with a surface band, among the points within the band of the nearest
         # the one projected closest to the pixel centre wins; ties by id
@@ -181,23 +186,29 @@ class ReferenceLatentMemory:
         band = cfg.render_surface_band_m
         best: dict[tuple[int, int], tuple[float, int, int, tuple[int, int, int]]] = {}
         blended: dict[tuple[int, int], np.ndarray] = {}
+        offsets: dict[tuple[int, int], np.ndarray] = {}
         for pix, cs in cands.items():
             if band > 0:
                 z_front = float(np.float32(min(c[0] for c in cs)) + np.float32(band))
                 front = [c for c in cs if c[0] <= z_front]
-                z, _, low, pk, key, _ = min(front, key=lambda c: (c[1], c[2], c[3]))
+                z, _, low, pk, key, _, off = min(front, key=lambda c: (c[1], c[2], c[3]))
+                offsets[pix] = np.array(off)
                 if cfg.render_blend and len(front) > 1:
                     w = np.array([c[5] for c in front])
                     lats = np.stack([self.voxels[c[4]].latent for c in front])
                     blended[pix] = (w[:, None] * lats).sum(axis=0) / w.sum()
+                    offs = np.array([c[6] for c in front])
+                    offsets[pix] = (w[:, None] * offs).sum(axis=0) / w.sum()
             else:
-                z, _, low, pk, key, _ = min(cs, key=lambda c: (c[0], c[2], c[3]))
+                z, _, low, pk, key, _, off = min(cs, key=lambda c: (c[0], c[2], c[3]))
+                offsets[pix] = np.array(off)
             best[pix] = (z, low, pk, key)
         lat = np.zeros((C, height, width))
         depth = np.full((height, width), np.nan)
         cov = np.zeros((height, width), dtype=bool)
         wgt = np.zeros((height, width))
         keys = np.full((height, width), -1, dtype=np.int64)
+        offset = np.zeros((2, height, width))
         for (vv, uu), (z, _, pk, key) in best.items():
             vox = self.voxels[key]
             lat[:, vv, uu] = blended.get((vv, uu), vox.latent)
@@ -205,4 +216,5 @@ class ReferenceLatentMemory:
             cov[vv, uu] = True
             wgt[vv, uu] = vox.weight
             keys[vv, uu] = pk
-        return ReferenceRender(lat, depth, cov, wgt, keys)
+            offset[:, vv, uu] = offsets[(vv, uu)]
+        return ReferenceRender(lat, depth, cov, wgt, keys, offset)

@@ -39,15 +39,20 @@ class ZBufferResult:
 
     index: (B, h, w) int64, index of the winning point, -1 where empty.
     depth_m: (B, h, w) float32, z of the winner in the view's camera frame, NaN where empty.
-    blend_pixel / blend_point / blend_weight: (M,) with ``blend=True``: every front-surface
-    candidate (flat pixel index over B*h*w, point index, tent weight in (0, 1]); else None.
+    offset: (B, h, w, 2) float32, where the winner projects relative to the pixel centre
+    (u - u_c, v - v_c) in pixels, 0 where empty.
+    blend_pixel / blend_point / blend_weight / blend_offset: (M,) (offset (M, 2)) with
+    ``blend=True``: every front-surface candidate (flat pixel index over B*h*w, point index,
+    tent weight in (0, 1], its offset as above); else None.
     """
 
     index: Tensor
     depth_m: Tensor
+    offset: Tensor
     blend_pixel: Tensor | None = None
     blend_point: Tensor | None = None
     blend_weight: Tensor | None = None
+    blend_offset: Tensor | None = None
 
 
 def zbuffer_splat(
@@ -89,29 +94,35 @@ def zbuffer_splat(
             for i in range(0, B, step)
         ]  # fmt: skip
         out = ZBufferResult(
-            torch.cat([p.index for p in parts]), torch.cat([p.depth_m for p in parts])
+            torch.cat([p.index for p in parts]),
+            torch.cat([p.depth_m for p in parts]),
+            torch.cat([p.offset for p in parts]),
         )
         if blend:  # chunk k's flat pixel indices start at view k * step
-            pix_parts, point_parts, weight_parts = [], [], []
+            pix_parts, point_parts, weight_parts, offset_parts = [], [], [], []
             for k, part in enumerate(parts):
                 assert part.blend_pixel is not None and part.blend_point is not None
-                assert part.blend_weight is not None
+                assert part.blend_weight is not None and part.blend_offset is not None
                 pix_parts.append(part.blend_pixel + k * step * height * width)
                 point_parts.append(part.blend_point)
                 weight_parts.append(part.blend_weight)
+                offset_parts.append(part.blend_offset)
             out.blend_pixel = torch.cat(pix_parts)
             out.blend_point = torch.cat(point_parts)
             out.blend_weight = torch.cat(weight_parts)
+            out.blend_offset = torch.cat(offset_parts)
         return out
     hw = height * width
     index = torch.full((B, height, width), -1, dtype=torch.int64, device=device)
     depth = torch.full((B, height, width), float("nan"), dtype=torch.float32, device=device)
-    nothing: tuple[Tensor | None, Tensor | None, Tensor | None] = (None, None, None)
+    offset = torch.zeros((B, height, width, 2), dtype=torch.float32, device=device)
+    nothing: tuple[Tensor | None, ...] = (None, None, None, None)
     if blend:  # no candidates, but say so with empty tensors
         empty = torch.zeros(0, dtype=torch.int64, device=device)
-        nothing = (empty, empty, empty.to(torch.float32))
+        empty_f = empty.to(torch.float32)
+        nothing = (empty, empty, empty_f, empty_f.view(0, 2))
     if points_world.shape[0] == 0:
-        return ZBufferResult(index, depth, *nothing)
+        return ZBufferResult(index, depth, offset, *nothing)
     T_cw = invert_pose(T_world_camera.to(device=device, dtype=torch.float64)).to(torch.float32)
     Kf = K.to(device=device, dtype=torch.float32)
     R = T_cw[:, :3, :3]
@@ -127,7 +138,7 @@ def zbuffer_splat(
     keep = (z > near_m) & (u_f >= -0.5 - r) & (u_f < lim_u) & (v_f >= -0.5 - r) & (v_f < lim_v)
     flat = torch.nonzero(keep.view(-1)).squeeze(1)
     if flat.numel() == 0:
-        return ZBufferResult(index, depth, *nothing)
+        return ZBufferResult(index, depth, offset, *nothing)
     b_idx = torch.div(flat, n_pts, rounding_mode="floor")
     n_idx = flat - b_idx * n_pts
     zk = z.reshape(-1).index_select(0, flat)
@@ -160,6 +171,8 @@ def zbuffer_splat(
     pix = b_idx * hw + vk * width + uk
     ids = point_ids[n_idx]
     zbits = zk.contiguous().view(torch.int32).to(torch.int64)
+    du = uf - uk.to(torch.float32)  # where the point projects, relative to the pixel centre
+    dv = vf - vk.to(torch.float32)
     if front_band_m is not None:
         # keep the front surface (z within the band of the pixel's nearest), then let the point
         # projected closest to the pixel centre win: no sub-cell drift toward nearer voxels
@@ -167,8 +180,7 @@ def zbuffer_splat(
         zmin.scatter_reduce_(0, pix, zk, reduce="amin", include_self=True)
         front = zk <= zmin[pix] + front_band_m
         pix, ids, zk, n_idx = pix[front], ids[front], zk[front], n_idx[front]
-        du = uk[front].to(torch.float32) - uf[front]
-        dv = vk[front].to(torch.float32) - vf[front]
+        du, dv = du[front], dv[front]
         zbits = (du**2 + dv**2).contiguous().view(torch.int32).to(torch.int64)
     packed = (zbits << 32) | (ids & _LOW32)
     best = torch.full((B * hw,), torch.iinfo(torch.int64).max, dtype=torch.int64, device=device)
@@ -184,7 +196,9 @@ def zbuffer_splat(
     wp = pix[win]
     index.view(-1)[wp] = n_idx[win]
     depth.view(-1)[wp] = zk[win]
+    offsets = torch.stack([du, dv], dim=1)
+    offset.view(-1, 2)[wp] = offsets[win]
     if blend:
         tent = (1.0 - du.abs()).clamp_(min=1e-3) * (1.0 - dv.abs()).clamp_(min=1e-3)
-        return ZBufferResult(index, depth, pix, n_idx, tent)
-    return ZBufferResult(index, depth)
+        return ZBufferResult(index, depth, offset, pix, n_idx, tent, offsets)
+    return ZBufferResult(index, depth, offset)

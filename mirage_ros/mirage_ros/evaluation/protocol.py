@@ -312,7 +312,7 @@ class Evaluator:
             hl, wl = self.codec.latent_shape(h, w)
             t2 = time.perf_counter()
             ra = self.append.render(scale_intrinsics(K_t, 1.0 / s, 1.0 / s), T_t, hl, wl)
-            rgb, conf = self.codec.decode(ra.latents, ra.coverage, ra.depth_m, h, w)
+            rgb, conf = self.codec.decode(ra.latents, ra.coverage, ra.depth_m, h, w, ra.offset)
             _sync(self.device)
             t3 = time.perf_counter()
             up = torch.nn.functional.interpolate

@@ -75,6 +75,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="Jacobi sweeps per level of that fill; 0 = push-pull (inference only)",
     )
+    parser.add_argument(
+        "--offset-input",
+        action="store_true",
+        help="the decoder also sees the render's sub-cell offsets (with --init: new inputs start "
+        "at zero weight)",
+    )
+    parser.add_argument(
+        "--confidence-width",
+        type=int,
+        help="add a confidence head of this width (0 = none; default: as --init, else none)",
+    )
+    parser.add_argument(
+        "--confidence-steps",
+        type=int,
+        default=0,
+        help="phase 3: steps that train only the confidence head after --steps (default 0)",
+    )
     parser.add_argument("--ae-fraction", type=float, default=0.35, help="autoencoder phase share")
     parser.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint period")
     parser.add_argument(
@@ -86,6 +103,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _load_init(codec: Codec, path: Path) -> None:
+    """Start from the weights at ``path``. A confidence head they lack starts untrained; offset
+    inputs they lack (``--offset-input``) start at zero weight, so the codec starts as theirs."""
+    state = load_codec(path, device="cpu").state_dict()
+    key = "decoder.inp.weight"
+    mine = codec.state_dict()[key]
+    if state[key].shape[1] < mine.shape[1] and state[key].shape[2:] == mine.shape[2:]:
+        grown = torch.zeros_like(mine)
+        grown[:, : state[key].shape[1]] = state[key]
+        state[key] = grown
+    missing, unexpected = codec.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("confidence.") for k in missing):
+        raise ConfigError(
+            f"--init {path} does not fit the requested codec (missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]})"
+        )
+
+
+def _init_provenance(init: str | None) -> dict[str, Any]:
+    """What the --init weights' sidecar recorded (their training becomes ``init_training``)."""
+    from mirage_ros.core.codec import sidecar_path
+
+    if not init or not sidecar_path(init).is_file():
+        return {}
+    try:
+        info = json.loads(sidecar_path(init).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(info, dict):
+        return {}
+    own = ("format", "format_version", "architecture", "codec_id", "weights_file", "training")
+    out = {k: v for k, v in info.items() if k not in own}
+    if "training" in info:
+        out["init_training"] = info["training"]
+    out["init_codec_id"] = info.get("codec_id")
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,6 +178,10 @@ def run(args: argparse.Namespace) -> int:
         }
         set_fill = {k: v for k, v in fill.items() if v is not None}
         codec_cfg = dataclasses.replace(codec_cfg, **set_fill)
+        if args.confidence_width is not None:
+            codec_cfg = dataclasses.replace(codec_cfg, confidence_width=args.confidence_width)
+        if args.offset_input:
+            codec_cfg = dataclasses.replace(codec_cfg, offset_input=True)
         cfg = TrainConfig(
             steps=args.steps,
             batch=args.batch,
@@ -131,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
             ae_fraction=args.ae_fraction,
             seed=args.seed,
             checkpoint_every=args.checkpoint_every,
+            confidence_steps=args.confidence_steps,
         )
         seeds = [args.first_scene_seed + i for i in range(0 if args.no_synthetic else args.scenes)]
         data_args = {
@@ -172,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
     codec = Codec(codec_cfg)
     if resume_meta is None:
         if data_args.get("init"):
-            codec.load_state_dict(load_codec(data_args["init"], device="cpu").state_dict())
+            _load_init(codec, Path(data_args["init"]))
         else:
             sample = torch.cat([torch.from_numpy(s.rgb[:: max(1, len(s) // 8)]) for s in sets])
             codec.init_linear_from_pca(sample.permute(0, 3, 1, 2).float() / 255.0)
@@ -195,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=cfg.steps, initial=trainer.step, desc="train", unit="step")
+        bar = tqdm(total=cfg.total_steps, initial=trainer.step, desc="train", unit="step")
     t_loop = time.time()
     first_step = trainer.step
 
@@ -226,7 +286,8 @@ def run(args: argparse.Namespace) -> int:
         else {}
     )
     codec.eval()
-    sidecar = {
+    sidecar = _init_provenance(data_args.get("init"))
+    sidecar |= {
         "training": {
             "recipe": "mirage train " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "",
             "steps": trainer.step,

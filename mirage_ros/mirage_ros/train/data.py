@@ -72,6 +72,8 @@ class MemorySample:
     """(h,w) float32, NaN where not covered."""
     kind: str
     """"stream" (memory of everything before it) or "window" (memory of a distant window)."""
+    offset: Tensor
+    """(2,h,w) float16, the render's sub-cell offsets (0 where not covered)."""
 
 
 def framesets_from_frames(name: str, frames: Iterable[Any], stride: int) -> FrameSet:
@@ -174,7 +176,9 @@ def _encode_all(codec: Codec, fs: FrameSet, batch: int = 8) -> Tensor:
     return torch.cat(chunks)
 
 
-def _render(memory: Any, fs: FrameSet, index: int, stride: int) -> tuple[Tensor, Tensor, Tensor]:
+def _render(
+    memory: Any, fs: FrameSet, index: int, stride: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     h, w = fs.depth_lat.shape[1:]
     K = scale_intrinsics(torch.from_numpy(fs.K[index]), 1.0 / stride, 1.0 / stride)
     r = memory.render(K, torch.from_numpy(fs.T_world_camera[index]), h, w)
@@ -182,6 +186,7 @@ def _render(memory: Any, fs: FrameSet, index: int, stride: int) -> tuple[Tensor,
         r.latents[0].to("cpu", torch.float16),
         r.coverage[0].to("cpu"),
         r.depth_m[0].to("cpu", torch.float32),
+        r.offset[0].to("cpu", torch.float16),
     )
 
 
@@ -226,8 +231,8 @@ def build_memory_pool(
         mem = LatentSpatialMemory(memory_config, codec_id=codec.codec_id)
         for i in range(n):
             if i % holdout_every == holdout_every - 1:
-                z, cov, d = _render(mem, fs, i, s)
-                pool.append(MemorySample(si, i, z, cov, d, "stream"))
+                z, cov, d, off = _render(mem, fs, i, s)
+                pool.append(MemorySample(si, i, z, cov, d, "stream", off))
             else:
                 integrate(mem, i)
         mem = LatentSpatialMemory(memory_config, codec_id=codec.codec_id)
@@ -241,6 +246,6 @@ def build_memory_pool(
         for i in sorted(int(t) for t in targets):
             if i in window and (i - start) % 2 == 0:
                 continue  # integrated: not a held-out target
-            z, cov, d = _render(mem, fs, i, s)
-            pool.append(MemorySample(si, i, z, cov, d, "window"))
+            z, cov, d, off = _render(mem, fs, i, s)
+            pool.append(MemorySample(si, i, z, cov, d, "window", off))
     return pool

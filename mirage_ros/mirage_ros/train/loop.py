@@ -7,7 +7,10 @@ training sequences are streamed through real :class:`LatentSpatialMemory` object
 (:func:`build_memory_pool`), and the decoder learns to turn the rendered (fused, z-buffered,
 partly empty) latent maps at held-out poses into the real frames; a share of autoencoder
 samples keeps the full-coverage case sharp. The memory's fusion is not differentiable with
-respect to the latents, so the encoder learns through the autoencoder term only.
+respect to the latents, so the encoder learns through the autoencoder term only. Phase 3
+(``confidence_steps`` more steps, codecs with a confidence head only): encoder and decoder
+frozen, the head learns to predict the error of the *final* image (clamped, never-seen pixels
+filled) on the same batches.
 
 Checkpoints are safetensors (model + AdamW state) with a JSON sidecar; never pickle. Data
 sampling is drawn from ``np.random.default_rng([seed, step])``, so a resumed run sees the same
@@ -32,7 +35,7 @@ from torch import Tensor
 from mirage_ros.core.codec import Codec, CodecConfig, _atomic_write
 from mirage_ros.core.errors import CodecError, ConfigError
 from mirage_ros.train.data import FrameSet, MemorySample, build_memory_pool
-from mirage_ros.train.losses import reconstruction_loss
+from mirage_ros.train.losses import confidence_loss, reconstruction_loss
 
 __all__ = ["TrainConfig", "Trainer", "load_checkpoint", "restore", "save_checkpoint"]
 
@@ -42,7 +45,7 @@ class TrainConfig:
     """Optimisation settings of one training run."""
 
     steps: int = 6000
-    """Total optimisation steps (both phases)."""
+    """Optimisation steps of the codec (phases 1 and 2; 0 with ``--init`` trains only phase 3)."""
     batch: int = 8
     """Crops per step."""
     crop_px: int = 128
@@ -63,10 +66,14 @@ class TrainConfig:
     """Seed of the initialisation and of every batch."""
     checkpoint_every: int = 500
     """Write a resumable checkpoint every this many steps (0 = only at the end)."""
+    confidence_steps: int = 0
+    """Phase 3: steps after ``steps`` that train only the confidence head (codec frozen)."""
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch < 1:
-            raise ConfigError("steps and batch must be >= 1")
+        if self.steps < 0 or self.confidence_steps < 0 or self.batch < 1:
+            raise ConfigError("steps and confidence_steps must be >= 0, batch >= 1")
+        if self.total_steps < 1:
+            raise ConfigError("nothing to train: steps + confidence_steps must be >= 1")
         if self.crop_px < 16 or self.crop_px % 16:
             raise ConfigError(f"crop_px must be a multiple of 16 >= 16, got {self.crop_px}")
         if not 0.0 <= self.ae_fraction <= 1.0 or not 0.0 <= self.memory_share <= 1.0:
@@ -78,10 +85,19 @@ class TrainConfig:
     def phase2_start(self) -> int:
         return round(self.steps * self.ae_fraction)
 
+    @property
+    def total_steps(self) -> int:
+        """All steps of the run (phases 1-3)."""
+        return self.steps + self.confidence_steps
+
 
 def _lr_at(cfg: TrainConfig, step: int) -> float:
-    start, end = (0, cfg.phase2_start) if step < cfg.phase2_start else (cfg.phase2_start, cfg.steps)
-    peak = cfg.lr if start == 0 else cfg.lr * 0.5
+    if step >= cfg.steps:  # phase 3: a fresh schedule for the confidence head
+        start, end, peak = cfg.steps, cfg.total_steps, cfg.lr
+    elif step < cfg.phase2_start:
+        start, end, peak = 0, cfg.phase2_start, cfg.lr
+    else:
+        start, end, peak = cfg.phase2_start, cfg.steps, cfg.lr * 0.5
     warm = min(100, max(1, (end - start) // 10))
     t = step - start
     if t < warm:
@@ -123,6 +139,8 @@ class Trainer:
         self.step = 0
         self.pool: list[MemorySample] = []
         self.history: list[dict[str, float]] = []
+        if cfg.confidence_steps and codec.confidence is None:
+            raise ConfigError("confidence_steps > 0 needs a codec with a confidence head")
         s = codec.config.stride
         self.crop_lat = cfg.crop_px // s
         for fs in self.sets:
@@ -159,7 +177,7 @@ class Trainer:
         return torch.stack(rgbs), torch.stack(covs), torch.stack(depths)
 
     def _memory_batch(self, rng: np.random.Generator, n: int) -> tuple[Tensor, ...]:
-        lats, covs, depths, rgbs = [], [], [], []
+        lats, covs, depths, rgbs, offs = [], [], [], [], []
         cl = self.crop_lat
         for _ in range(n):
             smp = self.pool[int(rng.integers(len(self.pool)))]
@@ -169,7 +187,11 @@ class Trainer:
             covs.append(smp.coverage[y : y + cl, x : x + cl])
             depths.append(smp.depth_m[y : y + cl, x : x + cl])
             rgbs.append(self._target(fs, smp.frame_index, y, x))
-        return torch.stack(lats), torch.stack(covs), torch.stack(depths), torch.stack(rgbs)
+            offs.append(smp.offset[:, y : y + cl, x : x + cl].float())
+        return (
+            torch.stack(lats), torch.stack(covs), torch.stack(depths), torch.stack(rgbs),
+            torch.stack(offs),
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ phases
     def _enter_phase2(self) -> None:
@@ -187,17 +209,24 @@ class Trainer:
         if not self.pool:
             raise ConfigError("the memory pool is empty (sequences too short?)")
 
+    def _enter_phase3(self) -> None:
+        for p in self.codec.decoder.parameters():
+            p.requires_grad_(False)
+
     def train_step(self) -> dict[str, float]:
         """One optimisation step at ``self.step`` (deterministic given step and seed)."""
         cfg, dev, c = self.cfg, self.device, self.cfg.crop_px
         in_phase2 = self.step >= cfg.phase2_start
         if in_phase2 and not self.pool:
             self._enter_phase2()
+        in_phase3 = self.step >= cfg.steps
+        if in_phase3:
+            self._enter_phase3()
         rng = np.random.default_rng([cfg.seed, self.step])
         n_mem = round(cfg.batch * cfg.memory_share) if in_phase2 else 0
         n_ae = cfg.batch - n_mem
         self.codec.decoder.train()
-        lat_parts, cov_parts, dep_parts, tgt_parts = [], [], [], []
+        lat_parts, cov_parts, dep_parts, tgt_parts, off_parts = [], [], [], [], []
         if n_ae:
             rgb, cov, dep = self._ae_batch(rng, n_ae)
             rgb = rgb.to(dev)
@@ -211,20 +240,31 @@ class Trainer:
             cov_parts.append(cov.to(dev))
             dep_parts.append(dep.to(dev))
             tgt_parts.append(rgb)
+            off_parts.append(torch.zeros_like(z[:, :2]))  # the encoder's own grid: centred
         if n_mem:
-            z, cov, dep, rgb = self._memory_batch(rng, n_mem)
+            z, cov, dep, rgb, off = self._memory_batch(rng, n_mem)
             lat_parts.append(z.to(dev))
             cov_parts.append(cov.to(dev))
             dep_parts.append(dep.to(dev))
             tgt_parts.append(rgb.to(dev))
+            off_parts.append(off.to(dev))
         lat, cov, dep = torch.cat(lat_parts), torch.cat(cov_parts), torch.cat(dep_parts)
-        target = torch.cat(tgt_parts)
-        out, logit = self.codec.decode_logits(lat, cov, dep, c, c)
+        target, offset = torch.cat(tgt_parts), torch.cat(off_parts)
         s = self.codec.config.stride
         cov_full = F.interpolate(cov[:, None].float(), scale_factor=s, mode="nearest") > 0.5
-        loss, info = reconstruction_loss(
-            out, logit, target, cov_full, cfg.hole_weight, conf_weight=cfg.conf_weight
-        )
+        if in_phase3:
+            self.codec.decoder.eval()
+            with torch.no_grad():
+                out, logit = self.codec.decode_logits(lat, cov, dep, c, c, offset)
+            assert self.codec.confidence is not None
+            self.codec.confidence.train()
+            rgb, logit = self.codec.finish(out, logit, cov, dep)  # grad reaches the head only
+            loss, info = confidence_loss(rgb, logit, target, cov_full)
+        else:
+            out, logit = self.codec.decode_logits(lat, cov, dep, c, c, offset)
+            loss, info = reconstruction_loss(
+                out, logit, target, cov_full, cfg.hole_weight, conf_weight=cfg.conf_weight
+            )
         lr = _lr_at(cfg, self.step)
         for group in self.opt.param_groups:
             group["lr"] = lr
@@ -233,7 +273,8 @@ class Trainer:
         torch.nn.utils.clip_grad_norm_(self.codec.parameters(), 1.0)
         self.opt.step()
         self.step += 1
-        info |= {"lr": lr, "phase": 2.0 if in_phase2 else 1.0, "step": float(self.step)}
+        phase = 3.0 if in_phase3 else 2.0 if in_phase2 else 1.0
+        info |= {"lr": lr, "phase": phase, "step": float(self.step)}
         self.history.append(info)
         return info
 
@@ -243,15 +284,16 @@ class Trainer:
         on_step: Callable[[dict[str, float]], None] | None = None,
         extra_meta: dict[str, Any] | None = None,
     ) -> None:
-        """Train until ``cfg.steps``, checkpointing every ``cfg.checkpoint_every`` steps."""
-        if self.step >= self.cfg.phase2_start and not self.pool and self.step < self.cfg.steps:
+        """Train until ``cfg.total_steps``, checkpointing every ``cfg.checkpoint_every`` steps."""
+        total = self.cfg.total_steps
+        if self.step >= self.cfg.phase2_start and not self.pool and self.step < total:
             self._enter_phase2()
-        while self.step < self.cfg.steps:
+        while self.step < total:
             info = self.train_step()
             if on_step is not None:
                 on_step(info)
             every = self.cfg.checkpoint_every
-            if every and self.step % every == 0 and self.step < self.cfg.steps:
+            if every and self.step % every == 0 and self.step < total:
                 save_checkpoint(self, out_dir / "checkpoint.safetensors", extra_meta)
         save_checkpoint(self, out_dir / "checkpoint.safetensors", extra_meta)
 
@@ -322,3 +364,5 @@ def restore(trainer: Trainer, meta: dict[str, Any], tensors: dict[str, Tensor]) 
     if trainer.step >= trainer.cfg.phase2_start:
         for p in trainer.codec.encoder.parameters():
             p.requires_grad_(False)
+    if trainer.step >= trainer.cfg.steps:
+        trainer._enter_phase3()

@@ -8,6 +8,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
 __all__ = [
+    "confidence_loss",
     "confidence_target",
     "masked_psnr",
     "reconstruction_loss",
@@ -70,6 +71,25 @@ def reconstruction_loss(
         "loss": float(loss.detach()),
         "l1": float(l1.mean().detach()),
         "conf_bce": float(conf.detach()),
+        "psnr_cov": float(-10.0 * np.log10(max(mse_cov, 1e-10))),
+    }
+
+
+def confidence_loss(
+    rgb: Tensor, conf_logit: Tensor, target: Tensor, covered: Tensor, tau: float = 0.05
+) -> tuple[Tensor, dict[str, float]]:
+    """The confidence BCE alone, against the error of the final image (phase 3).
+
+    rgb: (B,3,H,W) the final image (clamped, never-seen pixels filled; no gradient needed);
+    conf_logit: (B,1,H,W); target: (B,3,H,W); covered: (B,1,H,W) bool.
+    """
+    l1 = (rgb.detach() - target).abs().mean(dim=1, keepdim=True)
+    loss = F.binary_cross_entropy_with_logits(conf_logit, confidence_target(l1, tau))
+    mse_cov = masked_mse(rgb.detach(), target, covered)
+    return loss, {
+        "loss": float(loss.detach()),
+        "l1": float(l1.mean()),
+        "conf_bce": float(loss.detach()),
         "psnr_cov": float(-10.0 * np.log10(max(mse_cov, 1e-10))),
     }
 

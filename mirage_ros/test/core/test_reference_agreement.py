@@ -81,6 +81,10 @@ def test_renders_agree(pair: tuple[LatentSpatialMemory, ReferenceLatentMemory]) 
         sel = both & depth_ok
         np.testing.assert_allclose(rf.latents[0].numpy()[:, sel], rr.latents[:, sel], atol=1e-4)
         np.testing.assert_allclose(rf.weight[0].numpy()[sel], rr.weight[sel], atol=1e-4)
+        off_f = rf.offset[0].numpy()
+        np.testing.assert_allclose(off_f[:, sel], rr.offset[:, sel], atol=1e-3)
+        r = fast.config.splat_radius_px  # a splat reaches r pixels beyond the projection
+        assert (off_f[:, ~cov_f] == 0).all() and np.abs(off_f).max() <= 0.5 + r
 
 
 def test_carving_removes_the_same_voxels_as_the_reference() -> None:

@@ -92,3 +92,46 @@ def test_blended_render_is_deterministic_and_a_convex_mix() -> None:
     assert float(a.latents[0][:, cov].min()) >= lo - 1e-6
     assert float(a.latents[0][:, cov].max()) <= hi + 1e-6
     assert not torch.equal(a.latents, single.latents)  # some pixels did blend
+
+
+def test_offsets_say_where_the_winner_and_the_blend_sit_in_the_pixel() -> None:
+    pts, ids, K, T = _scene()
+    plain = zbuffer_splat(
+        pts, ids, K, T, height=10, width=10, near_m=0.1, max_radius_px=1, size_m=0.05,
+        front_band_m=0.1,
+    )  # fmt: skip
+    assert plain.offset.shape == (1, 10, 10, 2)
+    assert torch.allclose(plain.offset[0, 5, 5], torch.zeros(2), atol=1e-4)  # point 1: centred
+    # pixel (6, 5) is point 0's own pixel (u 5.9 -> 6): it sits 0.1 px left of that centre
+    assert torch.allclose(plain.offset[0, 5, 6], torch.tensor([-0.1, 0.0]), atol=1e-4)
+    assert (plain.offset[0][plain.index[0] < 0] == 0).all()
+    blended = zbuffer_splat(
+        pts, ids, K, T, height=10, width=10, near_m=0.1, max_radius_px=1, size_m=0.05,
+        front_band_m=0.1, blend=True,
+    )  # fmt: skip
+    assert blended.blend_offset is not None and blended.blend_pixel is not None
+    at = blended.blend_pixel == 5 * 10 + 5
+    got = {tuple(round(x, 4) for x in o) for o in blended.blend_offset[at].tolist()}
+    assert got == {(0.0, 0.0), (0.9, 0.0)}  # point 1 on the centre, point 0 0.9 px right
+
+
+def test_memory_blends_offsets_with_the_latents() -> None:
+    from mirage_ros.core.config import MemoryConfig
+    from mirage_ros.core.memory import LatentSpatialMemory
+
+    g = torch.Generator().manual_seed(4)
+    K = torch.tensor([[20.0, 0.0, 7.5], [0.0, 20.0, 5.5], [0.0, 0.0, 1.0]])
+    T = torch.eye(4, dtype=torch.float64)
+    cfg = MemoryConfig(latent_channels=4, device="cpu", voxel_size_m=0.1)
+    mem = LatentSpatialMemory(cfg)
+    mem.integrate(torch.rand(4, 12, 16, generator=g), torch.full((12, 16), 1.0), K, T, 1)
+    T2 = T.clone()
+    T2[0, 3] = 0.013  # a small sideways step: every voxel lands off its pixel centre
+    r = mem.render(K, T2, 12, 16)
+    assert r.offset.shape == (1, 2, 12, 16)
+    cov = r.coverage[0]
+    assert (r.offset[0][:, ~cov] == 0).all()
+    assert float(r.offset[0][:, cov].abs().max()) <= 0.5 + cfg.splat_radius_px
+    assert float(r.offset[0][:, cov].abs().mean()) > 0.05  # not all centred
+    again = mem.render(K, T2, 12, 16)
+    assert torch.equal(r.offset, again.offset)
