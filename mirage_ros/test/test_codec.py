@@ -293,3 +293,24 @@ def test_offset_input_starts_neutral_and_then_shifts_the_image() -> None:
     assert torch.equal(centred, aware.decode(z, cov, depth, 20, 24, torch.zeros_like(off))[0])
     with pytest.raises(ShapeError):
         aware.decode(z, cov, depth, 20, 24, off[:, :1])
+
+
+def test_offset_warp_moves_the_decoded_image_by_the_offsets() -> None:
+    import dataclasses
+
+    base = _tiny(7)
+    warped = Codec(dataclasses.replace(TINY, offset_warp=1.0)).eval()
+    warped.load_state_dict(base.state_dict())
+    assert warped.codec_id == base.codec_id  # an inference setting: no new weights
+    z = torch.randn(1, TINY.latent_channels, 4, 6)
+    cov = torch.ones(1, 4, 6, dtype=torch.bool)
+    depth = torch.full((1, 4, 6), 2.0)
+    off = torch.zeros(1, 2, 4, 6)
+    off[:, 0] = 0.25  # one pixel right at stride 4
+    ref, conf_ref = base.decode(z, cov, depth, 16, 24)
+    out, conf = warped.decode(z, cov, depth, 16, 24, off)
+    assert torch.allclose(out[..., 1:], ref[..., :-1], atol=1e-5)
+    assert torch.allclose(conf[..., 1:], conf_ref[..., :-1], atol=1e-5)
+    assert torch.equal(warped.decode(z, cov, depth, 16, 24)[0], ref)  # no offsets: no warp
+    with pytest.raises(ConfigError):
+        CodecConfig(offset_warp=-1.0)

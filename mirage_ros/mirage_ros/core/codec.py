@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from mirage_ros.core.codec_nets import CodecConfig, ConfidenceHead, Decoder, Encoder, conv_bias
 from mirage_ros.core.errors import CodecError, ConfigError, ShapeError
 from mirage_ros.core.fill import blend_image_fill, push_pull_fill, upsample_cells
+from mirage_ros.core.warp import subcell_warp
 
 __all__ = [
     "CODEC_FORMAT_VERSION",
@@ -122,8 +123,8 @@ class Codec(nn.Module):
 
         latents: (B,C,h,w) float; coverage: (B,h,w) bool; depth_m: (B,h,w) metres, NaN/0 unknown;
         (out_height, out_width) with ceil(out/s) or floor(out/s) equal to (h, w); offset:
-        (B,2,h,w) the render's sub-cell offsets (used by codecs with ``offset_input``; None =
-        every latent at its cell centre, as the encoder produces them).
+        (B,2,h,w) the render's sub-cell offsets (used by codecs with ``offset_input`` or
+        ``offset_warp``; None = every latent at its cell centre, as the encoder produces them).
         Returns rgb (B,3,out_height,out_width) in [0,1] and confidence (B,1,out_height,out_width)
         in [0,1].
         """
@@ -200,7 +201,7 @@ class Codec(nn.Module):
         c4 = _pad_to(cov[:, None].float(), 4)
         d4 = _pad_to(dfeat[:, None], 4)
         o4 = None
-        if offset is not None and cfg.offset_input:
+        if offset is not None and (cfg.offset_input or cfg.offset_warp > 0.0):
             if tuple(offset.shape) != (b, 2, h, w):
                 raise ShapeError(
                     f"decode expects offset of shape {(b, 2, h, w)}, got {tuple(offset.shape)}"
@@ -208,6 +209,9 @@ class Codec(nn.Module):
             off = torch.nan_to_num(offset.to(device=dev, dtype=torch.float32)).clamp(-4.0, 4.0)
             o4 = _pad_to(torch.where(cov[:, None], off, torch.zeros_like(off)), 4)
         rgb, logit = self.decoder(z4, c4, d4, o4)
+        if o4 is not None and cfg.offset_warp > 0.0:  # place each cell's content where it sits
+            out = subcell_warp(torch.cat([rgb, logit], dim=1), o4, s, cfg.offset_warp)
+            rgb, logit = out[:, :3], out[:, 3:]
         rgb, logit = rgb[:, :, : h * s, : w * s], logit[:, :, : h * s, : w * s]
         if h * s < out_height or w * s < out_width:
             pad = (0, max(0, out_width - w * s), 0, max(0, out_height - h * s))

@@ -52,6 +52,9 @@ class CodecConfig:
     offset_input: bool = False
     """The decoder also sees, per latent cell, where its latent sits inside the cell (the
     render's sub-cell ``offset``), so it can place the content with sub-cell accuracy."""
+    offset_warp: float = 0.0
+    """Shift the decoded image by this times the render's sub-cell offsets (``warp.py``): each
+    cell's content goes where its latent sits (0 = off)."""
     confidence_width: int = 0
     """Channels of the confidence head that looks at the final image (0 = no head: the
     decoder's own confidence logit is the confidence)."""
@@ -74,6 +77,10 @@ class CodecConfig:
         if not isinstance(self.offset_input, bool):
             raise ConfigError(
                 f"CodecConfig.offset_input must be true or false, got {self.offset_input!r}"
+            )
+        if not (isinstance(self.offset_warp, (int, float)) and 0.0 <= self.offset_warp <= 4.0):
+            raise ConfigError(
+                f"CodecConfig.offset_warp must be in [0, 4], got {self.offset_warp!r}"
             )
         cw = self.confidence_width
         if isinstance(cw, bool) or not isinstance(cw, int) or not 0 <= cw <= 256:

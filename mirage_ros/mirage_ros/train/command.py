@@ -82,6 +82,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "at zero weight)",
     )
     parser.add_argument(
+        "--offset-warp",
+        type=float,
+        help="shift the decoded image by this times the render's sub-cell offsets (trained with "
+        "it in the loop; default: as --init, else 0)",
+    )
+    parser.add_argument(
         "--confidence-width",
         type=int,
         help="add a confidence head of this width (0 = none; default: as --init, else none)",
@@ -182,6 +188,8 @@ def run(args: argparse.Namespace) -> int:
             codec_cfg = dataclasses.replace(codec_cfg, confidence_width=args.confidence_width)
         if args.offset_input:
             codec_cfg = dataclasses.replace(codec_cfg, offset_input=True)
+        if args.offset_warp is not None:
+            codec_cfg = dataclasses.replace(codec_cfg, offset_warp=args.offset_warp)
         cfg = TrainConfig(
             steps=args.steps,
             batch=args.batch,
