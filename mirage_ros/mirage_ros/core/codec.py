@@ -8,7 +8,12 @@ stride internally and cropped back). The latent grid is pixel-aligned with the i
 Each net has a *linear path* (space-to-depth -> 1x1 conv, and its transpose) that is initialised
 from a PCA of image patches before training, plus a small non-linear residual body whose last layer
 starts at zero; the decoder's body is a two-level U-Net on the latent grid with a masked global
-context, so it can fill holes (imagination) and report a per-pixel confidence.
+context, so it can fill holes (imagination) and report a per-pixel confidence. Optional parts,
+set by ``CodecConfig``: the decoder also sees the render's sub-cell offsets (``offset_input``),
+the decoded image is moved by them (``offset_warp``, ``warp.py``), never-seen pixels are filled
+from the seen ones (``image_fill_*``, ``fill.py``), and a small head corrects the confidence
+from the final image (``confidence_width``). :meth:`Codec.finish` (clamp, fill, confidence
+head) is shared by inference and training.
 
 Weights are safetensors files with a JSON sidecar; :func:`load_codec` refuses missing, corrupt,
 oversized or mismatched files with :class:`CodecError` and never unpickles anything.
