@@ -176,20 +176,17 @@ def run(args: argparse.Namespace) -> int:
             codec_cfg = TINY_CODEC
         else:
             codec_cfg = CodecConfig(latent_channels=args.latent_channels)
-        if args.hole_fill:
-            codec_cfg = dataclasses.replace(codec_cfg, hole_fill=True)
-        fill = {
+        overrides = {  # architecture options given on the command line (None: keep)
+            "hole_fill": True if args.hole_fill else None,
             "image_fill_blend": args.image_fill_blend,
             "image_fill_iterations": args.image_fill_iterations,
+            "offset_input": True if args.offset_input else None,
+            "offset_warp": args.offset_warp,
+            "confidence_width": args.confidence_width,
         }
-        set_fill = {k: v for k, v in fill.items() if v is not None}
-        codec_cfg = dataclasses.replace(codec_cfg, **set_fill)
-        if args.confidence_width is not None:
-            codec_cfg = dataclasses.replace(codec_cfg, confidence_width=args.confidence_width)
-        if args.offset_input:
-            codec_cfg = dataclasses.replace(codec_cfg, offset_input=True)
-        if args.offset_warp is not None:
-            codec_cfg = dataclasses.replace(codec_cfg, offset_warp=args.offset_warp)
+        codec_cfg = dataclasses.replace(
+            codec_cfg, **{k: v for k, v in overrides.items() if v is not None}
+        )
         cfg = TrainConfig(
             steps=args.steps,
             batch=args.batch,

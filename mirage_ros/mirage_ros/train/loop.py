@@ -139,6 +139,7 @@ class Trainer:
         self.step = 0
         self.pool: list[MemorySample] = []
         self.history: list[dict[str, float]] = []
+        self.in_phase3 = False  # decoder frozen, only the confidence head learns
         if cfg.confidence_steps and codec.confidence is None:
             raise ConfigError("confidence_steps > 0 needs a codec with a confidence head")
         s = codec.config.stride
@@ -212,6 +213,7 @@ class Trainer:
     def _enter_phase3(self) -> None:
         for p in self.codec.decoder.parameters():
             p.requires_grad_(False)
+        self.in_phase3 = True
 
     def train_step(self) -> dict[str, float]:
         """One optimisation step at ``self.step`` (deterministic given step and seed)."""
@@ -220,7 +222,7 @@ class Trainer:
         if in_phase2 and not self.pool:
             self._enter_phase2()
         in_phase3 = self.step >= cfg.steps
-        if in_phase3:
+        if in_phase3 and not self.in_phase3:
             self._enter_phase3()
         rng = np.random.default_rng([cfg.seed, self.step])
         n_mem = round(cfg.batch * cfg.memory_share) if in_phase2 else 0

@@ -62,12 +62,22 @@ def reconstruction_loss(
     dssim = 1.0 - ssim_map(rgb, target)
     weight = torch.where(covered, 1.0, hole_weight).to(rgb.dtype)
     photo = ((l1 + ssim_weight * dssim) * weight).sum() / weight.sum()
-    conf_t = confidence_target(l1.detach(), tau)
-    conf = F.binary_cross_entropy_with_logits(conf_logit, conf_t)
+    conf = _confidence_bce(conf_logit, l1, tau)
     loss = photo + conf_weight * conf
+    return loss, _info(loss, l1, conf, rgb.clamp(0, 1), target, covered)
+
+
+def _confidence_bce(conf_logit: Tensor, l1: Tensor, tau: float) -> Tensor:
+    return F.binary_cross_entropy_with_logits(conf_logit, confidence_target(l1.detach(), tau))
+
+
+def _info(
+    loss: Tensor, l1: Tensor, conf: Tensor, rgb: Tensor, target: Tensor, covered: Tensor
+) -> dict[str, float]:
+    """The logged numbers of a step: loss, mean L1, confidence BCE, covered-pixel PSNR."""
     with torch.no_grad():
-        mse_cov = masked_mse(rgb.clamp(0, 1), target, covered)
-    return loss, {
+        mse_cov = masked_mse(rgb, target, covered)
+    return {
         "loss": float(loss.detach()),
         "l1": float(l1.mean().detach()),
         "conf_bce": float(conf.detach()),
@@ -83,15 +93,10 @@ def confidence_loss(
     rgb: (B,3,H,W) the final image (clamped, never-seen pixels filled; no gradient needed);
     conf_logit: (B,1,H,W); target: (B,3,H,W); covered: (B,1,H,W) bool.
     """
-    l1 = (rgb.detach() - target).abs().mean(dim=1, keepdim=True)
-    loss = F.binary_cross_entropy_with_logits(conf_logit, confidence_target(l1, tau))
-    mse_cov = masked_mse(rgb.detach(), target, covered)
-    return loss, {
-        "loss": float(loss.detach()),
-        "l1": float(l1.mean()),
-        "conf_bce": float(loss.detach()),
-        "psnr_cov": float(-10.0 * np.log10(max(mse_cov, 1e-10))),
-    }
+    rgb = rgb.detach()
+    l1 = (rgb - target).abs().mean(dim=1, keepdim=True)
+    loss = _confidence_bce(conf_logit, l1, tau)
+    return loss, _info(loss, l1, loss, rgb, target, covered)
 
 
 def masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> float:
