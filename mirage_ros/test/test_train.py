@@ -257,9 +257,27 @@ def test_confidence_steps_need_a_head_and_something_to_train() -> None:
         Trainer(Codec(TINY_CODEC), [fs], cfg, _memory_config(), torch.device("cpu"))
 
 
-def test_train_command_adds_a_confidence_head_and_offsets_to_init_weights(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_ssim_weight_sets_the_share_of_the_structural_term() -> None:
+    from mirage_ros.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ssim_weight"):
+        TrainConfig(ssim_weight=-1.0)
+    fs = framesets_from_frames("wall", wall_frames(), TINY_CODEC.stride)
+    first_loss = {}
+    for w in (0.0, 2.0):
+        cfg = TrainConfig(steps=1, batch=2, crop_px=32, ae_fraction=1.0, ssim_weight=w)
+        torch.manual_seed(0)
+        trainer = Trainer(Codec(TINY_CODEC), [fs], cfg, _memory_config(), torch.device("cpu"))
+        first_loss[w] = trainer.train_step()["loss"]
+    # same weights, same batch: only the (1 - SSIM) term, positive for an untrained codec, differs
+    assert first_loss[2.0] > first_loss[0.0] + 0.1
+
+
+def _train_from_init(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: list[str]
+) -> tuple[Codec, Codec]:
+    """`mirage train --init` (a random tiny codec, saved with a sidecar) with these options on
+    8-frame wall slides -> (init codec, trained codec)."""
     from mirage_ros.core.codec import save_codec
     from mirage_ros.train import run
 
@@ -268,11 +286,17 @@ def test_train_command_adds_a_confidence_head_and_offsets_to_init_weights(
     init = Codec(TINY_CODEC).eval()
     save_codec(init, tmp_path / "init.safetensors", {"training": {"steps": 11}, "note": "kept"})
     argv = ["--out", str(tmp_path / "run"), "--init", str(tmp_path / "init.safetensors")]
-    argv += ["--steps", "0", "--confidence-width", "4", "--confidence-steps", "2", "--batch", "2"]
-    argv += ["--crop", "32", "--resolution", "64x48", "--scenes", "1", "--device", "cpu"]
-    argv += ["--no-progress", "--offset-input"]
+    argv += ["--batch", "2", "--crop", "32", "--resolution", "64x48", "--scenes", "1"]
+    argv += ["--device", "cpu", "--no-progress", *options]
     assert run(parser.parse_args(argv)) == 0
-    codec = load_codec(tmp_path / "run" / "codec.safetensors", device="cpu")
+    return init, load_codec(tmp_path / "run" / "codec.safetensors", device="cpu")
+
+
+def test_train_command_adds_a_confidence_head_and_offsets_to_init_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    options = ["--steps", "0", "--confidence-width", "4", "--confidence-steps", "2"]
+    init, codec = _train_from_init(tmp_path, monkeypatch, [*options, "--offset-input"])
     assert codec.config.confidence_width == 4 and codec.config.offset_input
     inp = codec.state_dict()["decoder.inp.weight"]
     n_old = init.state_dict()["decoder.inp.weight"].shape[1]
@@ -283,3 +307,16 @@ def test_train_command_adds_a_confidence_head_and_offsets_to_init_weights(
     side = json.loads((tmp_path / "run" / "codec.json").read_text())
     assert side["training"]["steps"] == 2 and side["init_training"] == {"steps": 11}
     assert side["note"] == "kept" and side["init_codec_id"] == init.codec_id
+
+
+def test_train_command_trains_a_new_decoder_of_another_size_on_the_init_encoder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    options = ["--steps", "2", "--ae-fraction", "0"]
+    options += ["--decoder-width", "12", "--head-channels", "6"]
+    init, codec = _train_from_init(tmp_path, monkeypatch, options)
+    assert (codec.config.width, codec.config.inner_width, codec.config.head_channels) == (12, 8, 6)
+    assert codec.config.latent_channels == TINY_CODEC.latent_channels
+    for k, v in init.encoder.state_dict().items():  # frozen in phase 2: kept exactly
+        assert torch.equal(v, codec.encoder.state_dict()[k]), k
+    assert codec.decoder.inp.weight.shape[0] == 12

@@ -87,6 +87,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="shift the decoded image by this times the render's sub-cell offsets (trained with "
         "it in the loop; default: as --init, else 0)",
     )
+    for flag, what in (
+        ("--decoder-width", "decoder body channels on the latent grid"),
+        ("--decoder-inner-width", "decoder body channels at 1/2 and 1/4 of the latent grid"),
+        ("--head-channels", "decoder channels at full resolution"),
+    ):
+        parser.add_argument(
+            flag,
+            type=int,
+            help=f"{what} (default: as --init, else 48 / 64 / 8; with --init, another size "
+            "trains a new decoder on the kept encoder)",
+        )
     parser.add_argument(
         "--confidence-width",
         type=int,
@@ -97,6 +108,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         help="phase 3: steps that train only the confidence head after --steps (default 0)",
+    )
+    parser.add_argument(
+        "--ssim-weight",
+        type=float,
+        default=0.5,
+        help="weight of (1 - SSIM) beside L1 in the photometric loss (default 0.5)",
     )
     parser.add_argument("--ae-fraction", type=float, default=0.35, help="autoencoder phase share")
     parser.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint period")
@@ -113,8 +130,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _load_init(codec: Codec, path: Path) -> None:
     """Start from the weights at ``path``. A confidence head they lack starts untrained; offset
-    inputs they lack (``--offset-input``) start at zero weight, so the codec starts as theirs."""
-    state = load_codec(path, device="cpu").state_dict()
+    inputs they lack (``--offset-input``) start at zero weight, so the codec starts as theirs. A
+    decoder of another size (``--decoder-width`` ...) starts untrained: only the encoder is kept
+    (and a memory stored with the init weights stays readable)."""
+    init = load_codec(path, device="cpu")
+    state = init.state_dict()
+    dec = ("width", "inner_width", "head_channels")
+    if any(getattr(init.config, k) != getattr(codec.config, k) for k in dec):
+        state = {k: v for k, v in state.items() if k.startswith("encoder.")}
+        missing, unexpected = codec.load_state_dict(state, strict=False)
+        if unexpected or any(k.startswith("encoder.") for k in missing):
+            raise ConfigError(f"--init {path}: its encoder does not fit the requested codec")
+        return
     key = "decoder.inp.weight"
     mine = codec.state_dict()[key]
     if state[key].shape[1] < mine.shape[1] and state[key].shape[2:] == mine.shape[2:]:
@@ -183,6 +210,9 @@ def run(args: argparse.Namespace) -> int:
             "offset_input": True if args.offset_input else None,
             "offset_warp": args.offset_warp,
             "confidence_width": args.confidence_width,
+            "width": args.decoder_width,
+            "inner_width": args.decoder_inner_width,
+            "head_channels": args.head_channels,
         }
         codec_cfg = dataclasses.replace(
             codec_cfg, **{k: v for k, v in overrides.items() if v is not None}
@@ -196,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             checkpoint_every=args.checkpoint_every,
             confidence_steps=args.confidence_steps,
+            ssim_weight=args.ssim_weight,
         )
         seeds = [args.first_scene_seed + i for i in range(0 if args.no_synthetic else args.scenes)]
         data_args = {

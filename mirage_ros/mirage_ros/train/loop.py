@@ -62,6 +62,8 @@ class TrainConfig:
     """Photometric loss weight of pixels the memory does not cover (covered = 1)."""
     conf_weight: float = 0.1
     """Weight of the confidence BCE."""
+    ssim_weight: float = 0.5
+    """Weight of (1 - SSIM) beside the L1 term of the photometric loss."""
     seed: int = 0
     """Seed of the initialisation and of every batch."""
     checkpoint_every: int = 500
@@ -78,6 +80,8 @@ class TrainConfig:
             raise ConfigError(f"crop_px must be a multiple of 16 >= 16, got {self.crop_px}")
         if not 0.0 <= self.ae_fraction <= 1.0 or not 0.0 <= self.memory_share <= 1.0:
             raise ConfigError("ae_fraction and memory_share must be in [0, 1]")
+        if not (self.ssim_weight >= 0 and math.isfinite(self.ssim_weight)):
+            raise ConfigError(f"ssim_weight must be >= 0, got {self.ssim_weight}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"lr must be > 0, got {self.lr}")
 
@@ -265,7 +269,7 @@ class Trainer:
         else:
             out, logit = self.codec.decode_logits(lat, cov, dep, c, c, offset)
             loss, info = reconstruction_loss(
-                out, logit, target, cov_full, cfg.hole_weight, conf_weight=cfg.conf_weight
+                out, logit, target, cov_full, cfg.hole_weight, cfg.ssim_weight, cfg.conf_weight
             )
         lr = _lr_at(cfg, self.step)
         for group in self.opt.param_groups:
