@@ -314,3 +314,57 @@ def test_offset_warp_moves_the_decoded_image_by_the_offsets() -> None:
     assert torch.equal(warped.decode(z, cov, depth, 16, 24)[0], ref)  # no offsets: no warp
     with pytest.raises(ConfigError):
         CodecConfig(offset_warp=-1.0)
+
+
+def test_fine_features_put_each_sub_cell_in_its_own_channels() -> None:
+    from mirage_ros.core.codec_nets import fine_channels, fine_features
+
+    c = TINY.latent_channels
+    z = torch.randn(2, c, 6, 8)
+    cov = torch.rand(2, 6, 8) > 0.3
+    off = torch.rand(2, 2, 6, 8) - 0.5
+    f = fine_features(z, cov, off)
+    assert f.shape == (2, fine_channels(c), 3, 4)
+    per_cell = f.view(2, c + 3, 4, 3, 4)  # pixel_unshuffle: channel-major, then the 2x2 sub-cell
+    for dy in (0, 1):
+        for dx in (0, 1):
+            sub = per_cell[:, :, 2 * dy + dx]
+            m = cov[:, dy::2, dx::2]
+            assert torch.equal(sub[:, :c], z[:, :, dy::2, dx::2] * m[:, None])
+            assert torch.equal(sub[:, c], m.float())
+            assert torch.equal(sub[:, c + 1 :], off[:, :, dy::2, dx::2] * m[:, None])
+    with pytest.raises(ShapeError):
+        fine_features(z[..., :7], cov[..., :7], off[..., :7])
+
+
+def test_fine_render_input_starts_neutral_and_then_changes_the_image() -> None:
+    import dataclasses
+
+    from mirage_ros.core.codec_nets import fine_channels
+
+    base = _tiny(7)
+    fine_codec = Codec(dataclasses.replace(TINY, fine_render=True)).eval()
+    state = base.state_dict()
+    w = state["decoder.inp.weight"]
+    n_fine = fine_channels(TINY.latent_channels)
+    grown = torch.zeros(w.shape[0], w.shape[1] + n_fine, *w.shape[2:])
+    grown[:, : w.shape[1]] = w
+    fine_codec.load_state_dict(state | {"decoder.inp.weight": grown})
+    z = torch.randn(1, TINY.latent_channels, 5, 6)
+    cov = torch.rand(1, 5, 6) > 0.2
+    depth = torch.where(cov, torch.full((1, 5, 6), 2.0), torch.nan)
+    fine = torch.randn(1, n_fine, 5, 6)
+    ref, _ = base.decode(z, cov, depth, 20, 24)
+    assert torch.allclose(fine_codec.decode(z, cov, depth, 20, 24, None, fine)[0], ref, atol=1e-6)
+    assert torch.equal(base.decode(z, cov, depth, 20, 24, None, fine)[0], ref)  # ignored
+    with torch.no_grad():
+        fine_codec.decoder.inp.weight[:, -n_fine:].fill_(0.05)
+    seen, _ = fine_codec.decode(z, cov, depth, 20, 24, None, fine)
+    absent, _ = fine_codec.decode(z, cov, depth, 20, 24)  # None: as an all-zero fine render
+    assert not torch.allclose(seen, absent)
+    zeros = torch.zeros_like(fine)
+    assert torch.equal(absent, fine_codec.decode(z, cov, depth, 20, 24, None, zeros)[0])
+    with pytest.raises(ShapeError):
+        fine_codec.decode(z, cov, depth, 20, 24, None, fine[:, :-1])
+    with pytest.raises(ConfigError):
+        CodecConfig(fine_render=1)  # type: ignore[arg-type]

@@ -109,3 +109,25 @@ def test_shipped_weights_are_less_confident_in_holes() -> None:
     assert cov.any() and (~cov).any()
     conf = out.confidence[0]
     assert conf[cov].mean() > conf[~cov].mean()
+
+
+def test_a_fine_render_codec_also_renders_the_memory_at_twice_the_latent_resolution() -> None:
+    import dataclasses
+
+    torch.manual_seed(0)
+    codec = Codec(dataclasses.replace(TINY, fine_render=True)).eval()
+    pred = _predictor(codec)
+    rgb, depth = _wall()
+    K, T = _camera()
+    pred.observe(rgb, depth, K, T, 1_000)
+    sizes: list[tuple[int, int]] = []
+    render = pred.memory.render
+
+    def spy(K_r, T_r, h, w):  # type: ignore[no-untyped-def]
+        sizes.append((h, w))
+        return render(K_r, T_r, h, w)
+
+    pred.memory.render = spy  # type: ignore[method-assign]
+    out = pred.predict(K, T, H, W)
+    assert sizes == [(H // 4, W // 4), (H // 2, W // 2)]
+    assert out.rgb.shape == (1, 3, H, W) and out.coverage_fraction[0] > 0.9

@@ -320,3 +320,42 @@ def test_train_command_trains_a_new_decoder_of_another_size_on_the_init_encoder(
     for k, v in init.encoder.state_dict().items():  # frozen in phase 2: kept exactly
         assert torch.equal(v, codec.encoder.state_dict()[k]), k
     assert codec.decoder.inp.weight.shape[0] == 12
+
+
+def test_fine_render_codecs_train_on_pools_that_carry_the_fine_render() -> None:
+    import dataclasses
+
+    from mirage_ros.core.codec_nets import fine_channels
+
+    fs = framesets_from_frames("wall", wall_frames(), TINY_CODEC.stride)
+    codec = Codec(dataclasses.replace(TINY_CODEC, fine_render=True))
+    cfg = TrainConfig(steps=3, batch=4, crop_px=32, ae_fraction=0.0)
+    trainer = Trainer(codec, [fs], cfg, _memory_config(), torch.device("cpu"))
+    trainer._enter_phase2()
+    n_fine = fine_channels(TINY_CODEC.latent_channels)
+    for p in trainer.pool:
+        assert p.fine is not None and p.fine.shape == (n_fine, 12, 16)
+        assert (p.fine.float()[:, ~p.coverage] == 0).all() or p.coverage.all()
+    assert any(bool(p.fine.abs().sum() > 0) for p in trainer.pool if p.fine is not None)
+    before = codec.decoder.inp.weight[:, -n_fine:].clone()
+    for _ in range(3):
+        assert np.isfinite(trainer.train_step()["loss"])
+    assert not torch.equal(before, codec.decoder.inp.weight[:, -n_fine:])  # the fine input learns
+    plain = build_memory_pool(Codec(TINY_CODEC), [fs], _memory_config(), np.random.default_rng(0))
+    assert all(p.fine is None for p in plain)
+
+
+def test_train_command_adds_the_fine_render_to_init_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mirage_ros.core.codec_nets import fine_channels
+
+    init, codec = _train_from_init(
+        tmp_path, monkeypatch, ["--steps", "0", "--confidence-width", "4", "--confidence-steps",
+                                "1", "--fine-render"]
+    )  # fmt: skip
+    assert codec.config.fine_render and not init.config.fine_render
+    inp = codec.state_dict()["decoder.inp.weight"]
+    n_old = init.state_dict()["decoder.inp.weight"].shape[1]
+    assert inp.shape[1] == n_old + fine_channels(TINY_CODEC.latent_channels)
+    assert (inp[:, n_old:] == 0).all()  # new inputs start at 0: the codec starts as the init

@@ -10,7 +10,8 @@ from a PCA of image patches before training, plus a small non-linear residual bo
 starts at zero; the decoder's body is a two-level U-Net on the latent grid with a masked global
 context, so it can fill holes (imagination) and report a per-pixel confidence. Optional parts,
 set by ``CodecConfig``: the decoder also sees the render's sub-cell offsets (``offset_input``),
-the decoded image is moved by them (``offset_warp``, ``warp.py``), never-seen pixels are filled
+the decoded image is moved by them (``offset_warp``, ``warp.py``), it also sees the memory
+rendered at twice the latent resolution (``fine_render``), never-seen pixels are filled
 from the seen ones (``image_fill_*``, ``fill.py``), and a small head corrects the confidence
 from the final image (``confidence_width``). :meth:`Codec.finish` (clamp, fill, confidence
 head) is shared by inference and training.
@@ -33,7 +34,14 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
-from mirage_ros.core.codec_nets import CodecConfig, ConfidenceHead, Decoder, Encoder, conv_bias
+from mirage_ros.core.codec_nets import (
+    CodecConfig,
+    ConfidenceHead,
+    Decoder,
+    Encoder,
+    conv_bias,
+    fine_channels,
+)
 from mirage_ros.core.errors import CodecError, ConfigError, ShapeError
 from mirage_ros.core.fill import blend_image_fill, push_pull_fill, upsample_cells
 from mirage_ros.core.warp import subcell_warp
@@ -123,17 +131,22 @@ class Codec(nn.Module):
         out_height: int,
         out_width: int,
         offset: Tensor | None = None,
+        fine: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Latent map -> image and confidence.
 
         latents: (B,C,h,w) float; coverage: (B,h,w) bool; depth_m: (B,h,w) metres, NaN/0 unknown;
         (out_height, out_width) with ceil(out/s) or floor(out/s) equal to (h, w); offset:
         (B,2,h,w) the render's sub-cell offsets (used by codecs with ``offset_input`` or
-        ``offset_warp``; None = every latent at its cell centre, as the encoder produces them).
+        ``offset_warp``; None = every latent at its cell centre, as the encoder produces them);
+        fine: (B, fine_channels(C), h, w) the render at twice the latent resolution
+        (``codec_nets.fine_features``; used by codecs with ``fine_render``, None = absent).
         Returns rgb (B,3,out_height,out_width) in [0,1] and confidence (B,1,out_height,out_width)
         in [0,1].
         """
-        rgb, logit = self.decode_logits(latents, coverage, depth_m, out_height, out_width, offset)
+        rgb, logit = self.decode_logits(
+            latents, coverage, depth_m, out_height, out_width, offset, fine
+        )
         rgb, logit = self.finish(rgb, logit, coverage, depth_m)
         return rgb, torch.sigmoid(logit)
 
@@ -176,6 +189,7 @@ class Codec(nn.Module):
         out_height: int,
         out_width: int,
         offset: Tensor | None = None,
+        fine: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """The decoder net alone: rgb unclamped, never-seen pixels not filled, and the decoder's
         confidence logit (training; :meth:`finish` turns them into :meth:`decode`'s output)."""
@@ -213,7 +227,16 @@ class Codec(nn.Module):
                 )
             off = torch.nan_to_num(offset.to(device=dev, dtype=torch.float32)).clamp(-4.0, 4.0)
             o4 = _pad_to(torch.where(cov[:, None], off, torch.zeros_like(off)), 4)
-        rgb, logit = self.decoder(z4, c4, d4, o4)
+        f4 = None
+        if fine is not None and cfg.fine_render:
+            n_fine = fine_channels(cfg.latent_channels)
+            if tuple(fine.shape) != (b, n_fine, h, w):
+                raise ShapeError(
+                    f"decode expects fine of shape {(b, n_fine, h, w)}, got {tuple(fine.shape)}"
+                )
+            f = torch.nan_to_num(fine.to(device=dev, dtype=torch.float32))
+            f4 = _pad_to(torch.where(cov[:, None], f, torch.zeros_like(f)), 4)
+        rgb, logit = self.decoder(z4, c4, d4, o4, f4)
         if o4 is not None and cfg.offset_warp > 0.0:  # place each cell's content where it sits
             out = subcell_warp(torch.cat([rgb, logit], dim=1), o4, s, cfg.offset_warp)
             rgb, logit = out[:, :3], out[:, 3:]

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
-from mirage_ros.core.errors import CodecError, ConfigError
+from mirage_ros.core.errors import CodecError, ConfigError, ShapeError
 from mirage_ros.core.fill import push_pull_fill
 
 __all__ = ["CodecConfig", "ConfidenceHead", "Decoder", "Encoder", "conv_bias"]
@@ -58,6 +58,10 @@ class CodecConfig:
     confidence_width: int = 0
     """Channels of the confidence head that looks at the final image (0 = no head: the
     decoder's own confidence logit is the confidence)."""
+    fine_render: bool = False
+    """The decoder also sees the memory rendered at twice the latent resolution, space-to-depth
+    on the latent grid (``FINE_CELLS`` sub-cells x (latents, coverage, offsets) per cell): where
+    several voxels fall into one cell it gets each of them instead of their blend."""
 
     def __post_init__(self) -> None:
         ints = {
@@ -81,6 +85,10 @@ class CodecConfig:
         if not (isinstance(self.offset_warp, (int, float)) and 0.0 <= self.offset_warp <= 4.0):
             raise ConfigError(
                 f"CodecConfig.offset_warp must be in [0, 4], got {self.offset_warp!r}"
+            )
+        if not isinstance(self.fine_render, bool):
+            raise ConfigError(
+                f"CodecConfig.fine_render must be true or false, got {self.fine_render!r}"
             )
         cw = self.confidence_width
         if isinstance(cw, bool) or not isinstance(cw, int) or not 0 <= cw <= 256:
@@ -148,6 +156,29 @@ class Encoder(nn.Module):
         return out
 
 
+FINE_CELLS = 4
+"""Sub-cells per latent cell of the fine render (2 x 2)."""
+
+
+def fine_channels(latent_channels: int) -> int:
+    """Channels of the fine-render input: per sub-cell the latents, coverage and 2 offsets."""
+    return FINE_CELLS * (latent_channels + 3)
+
+
+def fine_features(latents: Tensor, coverage: Tensor, offset: Tensor) -> Tensor:
+    """A render at twice the latent resolution -> the decoder's fine input on the latent grid.
+
+    latents (B,C,2h,2w), coverage (B,2h,2w) bool, offset (B,2,2h,2w) (in fine pixels) ->
+    (B, 4*(C+3), h, w): the space-to-depth of [latents, coverage, offset], 0 where not covered.
+    """
+    if latents.ndim != 4 or latents.shape[-2] % 2 or latents.shape[-1] % 2:
+        raise ShapeError(f"fine render must be (B,C,2h,2w), got {tuple(latents.shape)}")
+    cov = coverage[:, None].to(torch.float32)
+    z = torch.nan_to_num(latents.to(torch.float32)) * cov
+    off = torch.nan_to_num(offset.to(torch.float32)).clamp(-4.0, 4.0) * cov
+    return F.pixel_unshuffle(torch.cat([z, cov, off], dim=1), 2)
+
+
 class Decoder(nn.Module):
     """latents + coverage + depth (+ sub-cell offsets) on the latent grid (sizes multiples of 4)
     -> rgb, conf logits."""
@@ -159,7 +190,9 @@ class Decoder(nn.Module):
         self.hole_fill = cfg.hole_fill
         self.offset_input = cfg.offset_input
         self.linear = nn.Conv2d(c, 3 * s * s, 1)  # transpose of the encoder's linear path
-        self.inp = nn.Conv2d(c + (4 if cfg.offset_input else 2), w, 3, padding=1)
+        self.fine_render = cfg.fine_render
+        n_in = c + (4 if cfg.offset_input else 2) + (fine_channels(c) if cfg.fine_render else 0)
+        self.inp = nn.Conv2d(n_in, w, 3, padding=1)
         self.down1 = nn.Conv2d(w, iw, 3, stride=2, padding=1)
         self.block1 = _ResBlock(iw)
         self.down2 = nn.Conv2d(iw, iw, 3, stride=2, padding=1)
@@ -177,7 +210,12 @@ class Decoder(nn.Module):
         nn.init.zeros_(conv_bias(self.refine2))
 
     def forward(
-        self, latents: Tensor, coverage: Tensor, depth_feat: Tensor, offset: Tensor | None = None
+        self,
+        latents: Tensor,
+        coverage: Tensor,
+        depth_feat: Tensor,
+        offset: Tensor | None = None,
+        fine: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         cov = coverage.to(latents.dtype)
         z = latents * cov
@@ -190,6 +228,9 @@ class Decoder(nn.Module):
         feats = [z, cov, depth_feat]
         if self.offset_input:
             feats.append(offset if offset is not None else torch.zeros_like(z[:, :2]))
+        if self.fine_render:
+            n = fine_channels(z.shape[1])
+            feats.append(fine if fine is not None else z.new_zeros(z.shape[0], n, *z.shape[2:]))
         x0 = F.gelu(self.inp(torch.cat(feats, dim=1)))
         x1 = self.block1(F.gelu(self.down1(x0)))
         x2 = F.gelu(self.down2(x1))

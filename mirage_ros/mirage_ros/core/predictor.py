@@ -2,7 +2,8 @@
 
 ``observe`` encodes a camera frame and integrates its latents into the memory at the latent grid
 (depth sampled with ``depth_at_stride``, intrinsics with ``scale_intrinsics``); ``predict``
-renders the memory at requested poses on the latent grid and decodes full-resolution images with
+renders the memory at requested poses on the latent grid (and at twice its resolution for
+codecs with ``fine_render``: ``render_for_codec``) and decodes full-resolution images with
 a per-pixel confidence. The predictor owns no state beyond the two objects it is given.
 """
 
@@ -17,6 +18,7 @@ import torch
 from torch import Tensor
 
 from mirage_ros.core.codec import Codec
+from mirage_ros.core.codec_nets import fine_features
 from mirage_ros.core.errors import CodecError, ShapeError
 from mirage_ros.core.fill import upsample_cells
 from mirage_ros.core.geometry import depth_at_stride, scale_intrinsics
@@ -24,7 +26,25 @@ from mirage_ros.core.geometry import depth_at_stride, scale_intrinsics
 if TYPE_CHECKING:
     from mirage_ros.core.memory import IntegrateStats, LatentSpatialMemory
 
-__all__ = ["PredictedViews", "Predictor", "rgb_to_tensor"]
+__all__ = ["PredictedViews", "Predictor", "render_for_codec", "rgb_to_tensor"]
+
+
+def render_for_codec(
+    codec: Codec, memory: Any, K: Tensor, T_world_camera: Tensor, height: int, width: int
+) -> tuple[Any, Tensor | None]:
+    """Render what ``codec`` decodes (height x width) views from: ``memory`` (anything with
+    ``render(K, T, h, w) -> RenderResult``) on the latent grid and, for codecs with
+    ``fine_render``, once more at twice that resolution (its ``fine_features``; else None).
+
+    K: (3,3) or (B,3,3) full-resolution intrinsics; T_world_camera: (4,4) or (B,4,4).
+    """
+    s = codec.config.stride
+    h, w = codec.latent_shape(height, width)
+    render = memory.render(scale_intrinsics(K, 1.0 / s, 1.0 / s), T_world_camera, h, w)
+    if not codec.config.fine_render:
+        return render, None
+    r2 = memory.render(scale_intrinsics(K, 2.0 / s, 2.0 / s), T_world_camera, 2 * h, 2 * w)
+    return render, fine_features(r2.latents, r2.coverage, r2.offset)
 
 
 @dataclass
@@ -130,16 +150,16 @@ class Predictor:
             Kt = Kt.expand(T.shape[0], 3, 3)
         if Kt.ndim == 3 and T.ndim == 2:
             T = T.expand(Kt.shape[0], 4, 4)
-        h, w = self.codec.latent_shape(height, width)
-        K_lat = scale_intrinsics(Kt, 1.0 / s, 1.0 / s)
-        render = self.memory.render(K_lat, T, h, w)
+        render, fine = render_for_codec(self.codec, self.memory, Kt, T, height, width)
         _sync(self.device)
         t1 = time.perf_counter()
         latents = render.latents.to(self.device)
         coverage = render.coverage.to(self.device)
         depth = render.depth_m.to(self.device)
         offset = render.offset.to(self.device)
-        rgb, conf = self.codec.decode(latents, coverage, depth, height, width, offset)
+        if fine is not None:
+            fine = fine.to(self.device)
+        rgb, conf = self.codec.decode(latents, coverage, depth, height, width, offset, fine)
         _sync(self.device)
         t2 = time.perf_counter()
         depth_full = upsample_cells(depth[:, None], s, height, width)[:, 0]

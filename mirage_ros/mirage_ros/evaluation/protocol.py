@@ -35,7 +35,7 @@ from mirage_ros.core.config import MemoryConfig, resolve_device
 from mirage_ros.core.errors import ConfigError
 from mirage_ros.core.geometry import scale_intrinsics
 from mirage_ros.core.memory import LatentSpatialMemory
-from mirage_ros.core.predictor import Predictor, rgb_to_tensor
+from mirage_ros.core.predictor import Predictor, render_for_codec, rgb_to_tensor
 from mirage_ros.evaluation import metrics
 
 __all__ = [
@@ -308,11 +308,11 @@ class Evaluator:
                 _np(r.latents[0].permute(1, 2, 0)), _np(cov.float()), _np(r.depth_m[0]),
                 cov.cpu().numpy(), (t1 - t0) * 1e3,
             )  # fmt: skip
-            s = self.codec.config.stride
-            hl, wl = self.codec.latent_shape(h, w)
             t2 = time.perf_counter()
-            ra = self.append.render(scale_intrinsics(K_t, 1.0 / s, 1.0 / s), T_t, hl, wl)
-            rgb, conf = self.codec.decode(ra.latents, ra.coverage, ra.depth_m, h, w, ra.offset)
+            ra, fine = render_for_codec(self.codec, self.append, K_t, T_t, h, w)
+            rgb, conf = self.codec.decode(
+                ra.latents, ra.coverage, ra.depth_m, h, w, ra.offset, fine
+            )
             _sync(self.device)
             t3 = time.perf_counter()
             up = torch.nn.functional.interpolate

@@ -87,6 +87,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="shift the decoded image by this times the render's sub-cell offsets (trained with "
         "it in the loop; default: as --init, else 0)",
     )
+    parser.add_argument(
+        "--fine-render",
+        action="store_true",
+        help="the decoder also sees the memory rendered at twice the latent resolution (with "
+        "--init: new inputs start at zero weight)",
+    )
     for flag, what in (
         ("--decoder-width", "decoder body channels on the latent grid"),
         ("--decoder-inner-width", "decoder body channels at 1/2 and 1/4 of the latent grid"),
@@ -116,6 +122,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="weight of (1 - SSIM) beside L1 in the photometric loss (default 0.5)",
     )
     parser.add_argument("--ae-fraction", type=float, default=0.35, help="autoencoder phase share")
+    parser.add_argument(
+        "--memory-share",
+        type=float,
+        default=0.75,
+        help="phase 2: share of each batch rendered from memories (the rest are autoencoder "
+        "crops; default 0.75)",
+    )
     parser.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint period")
     parser.add_argument(
         "--voxel-size",
@@ -208,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
             "image_fill_blend": args.image_fill_blend,
             "image_fill_iterations": args.image_fill_iterations,
             "offset_input": True if args.offset_input else None,
+            "fine_render": True if args.fine_render else None,
             "offset_warp": args.offset_warp,
             "confidence_width": args.confidence_width,
             "width": args.decoder_width,
@@ -227,6 +241,7 @@ def run(args: argparse.Namespace) -> int:
             checkpoint_every=args.checkpoint_every,
             confidence_steps=args.confidence_steps,
             ssim_weight=args.ssim_weight,
+            memory_share=args.memory_share,
         )
         seeds = [args.first_scene_seed + i for i in range(0 if args.no_synthetic else args.scenes)]
         data_args = {

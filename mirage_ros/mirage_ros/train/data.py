@@ -22,6 +22,7 @@ from torch import Tensor
 from mirage_ros.core.codec import Codec
 from mirage_ros.core.errors import ConfigError
 from mirage_ros.core.geometry import depth_at_stride, scale_intrinsics
+from mirage_ros.core.predictor import render_for_codec
 
 __all__ = [
     "EVAL_SEED_LIMIT",
@@ -74,6 +75,9 @@ class MemorySample:
     """"stream" (memory of everything before it) or "window" (memory of a distant window)."""
     offset: Tensor
     """(2,h,w) float16, the render's sub-cell offsets (0 where not covered)."""
+    fine: Tensor | None = None
+    """(fine_channels(C),h,w) float16, the render at twice the latent resolution
+    (``codec_nets.fine_features``), for codecs with ``fine_render``; else None."""
 
 
 def framesets_from_frames(name: str, frames: Iterable[Any], stride: int) -> FrameSet:
@@ -177,16 +181,27 @@ def _encode_all(codec: Codec, fs: FrameSet, batch: int = 8) -> Tensor:
 
 
 def _render(
-    memory: Any, fs: FrameSet, index: int, stride: int
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    codec: Codec, memory: Any, fs: FrameSet, si: int, index: int, kind: str
+) -> MemorySample:
     h, w = fs.depth_lat.shape[1:]
-    K = scale_intrinsics(torch.from_numpy(fs.K[index]), 1.0 / stride, 1.0 / stride)
-    r = memory.render(K, torch.from_numpy(fs.T_world_camera[index]), h, w)
-    return (
+    s = codec.config.stride
+    r, fine = render_for_codec(
+        codec,
+        memory,
+        torch.from_numpy(fs.K[index]),
+        torch.from_numpy(fs.T_world_camera[index]),
+        h * s,
+        w * s,
+    )
+    return MemorySample(
+        si,
+        index,
         r.latents[0].to("cpu", torch.float16),
         r.coverage[0].to("cpu"),
         r.depth_m[0].to("cpu", torch.float32),
+        kind,
         r.offset[0].to("cpu", torch.float16),
+        None if fine is None else fine[0].to("cpu", torch.float16),
     )
 
 
@@ -231,8 +246,7 @@ def build_memory_pool(
         mem = LatentSpatialMemory(memory_config, codec_id=codec.codec_id)
         for i in range(n):
             if i % holdout_every == holdout_every - 1:
-                z, cov, d, off = _render(mem, fs, i, s)
-                pool.append(MemorySample(si, i, z, cov, d, "stream", off))
+                pool.append(_render(codec, mem, fs, si, i, "stream"))
             else:
                 integrate(mem, i)
         mem = LatentSpatialMemory(memory_config, codec_id=codec.codec_id)
@@ -246,6 +260,5 @@ def build_memory_pool(
         for i in sorted(int(t) for t in targets):
             if i in window and (i - start) % 2 == 0:
                 continue  # integrated: not a held-out target
-            z, cov, d, off = _render(mem, fs, i, s)
-            pool.append(MemorySample(si, i, z, cov, d, "window", off))
+            pool.append(_render(codec, mem, fs, si, i, "window"))
     return pool

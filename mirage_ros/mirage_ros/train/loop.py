@@ -33,6 +33,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
 from mirage_ros.core.codec import Codec, CodecConfig, _atomic_write
+from mirage_ros.core.codec_nets import fine_channels
 from mirage_ros.core.errors import CodecError, ConfigError
 from mirage_ros.train.data import FrameSet, MemorySample, build_memory_pool
 from mirage_ros.train.losses import confidence_loss, reconstruction_loss
@@ -181,8 +182,10 @@ class Trainer:
             depths.append(torch.from_numpy(np.where(cov, d, np.nan).astype(np.float32)))
         return torch.stack(rgbs), torch.stack(covs), torch.stack(depths)
 
-    def _memory_batch(self, rng: np.random.Generator, n: int) -> tuple[Tensor, ...]:
-        lats, covs, depths, rgbs, offs = [], [], [], [], []
+    def _memory_batch(
+        self, rng: np.random.Generator, n: int
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+        lats, covs, depths, rgbs, offs, fines = [], [], [], [], [], []
         cl = self.crop_lat
         for _ in range(n):
             smp = self.pool[int(rng.integers(len(self.pool)))]
@@ -193,9 +196,12 @@ class Trainer:
             depths.append(smp.depth_m[y : y + cl, x : x + cl])
             rgbs.append(self._target(fs, smp.frame_index, y, x))
             offs.append(smp.offset[:, y : y + cl, x : x + cl].float())
+            if smp.fine is not None:
+                fines.append(smp.fine[:, y : y + cl, x : x + cl].float())
+        fine = torch.stack(fines) if len(fines) == n else None
         return (
             torch.stack(lats), torch.stack(covs), torch.stack(depths), torch.stack(rgbs),
-            torch.stack(offs),
+            torch.stack(offs), fine,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ phases
@@ -233,6 +239,8 @@ class Trainer:
         n_ae = cfg.batch - n_mem
         self.codec.decoder.train()
         lat_parts, cov_parts, dep_parts, tgt_parts, off_parts = [], [], [], [], []
+        fine_parts: list[Tensor] = []
+        n_fine = fine_channels(self.codec.config.latent_channels)
         if n_ae:
             rgb, cov, dep = self._ae_batch(rng, n_ae)
             rgb = rgb.to(dev)
@@ -247,27 +255,31 @@ class Trainer:
             dep_parts.append(dep.to(dev))
             tgt_parts.append(rgb)
             off_parts.append(torch.zeros_like(z[:, :2]))  # the encoder's own grid: centred
+            fine_parts.append(z.new_zeros(z.shape[0], n_fine, *z.shape[2:]))  # no fine render
         if n_mem:
-            z, cov, dep, rgb, off = self._memory_batch(rng, n_mem)
+            z, cov, dep, rgb, off, fine_mem = self._memory_batch(rng, n_mem)
             lat_parts.append(z.to(dev))
             cov_parts.append(cov.to(dev))
             dep_parts.append(dep.to(dev))
             tgt_parts.append(rgb.to(dev))
             off_parts.append(off.to(dev))
+            zero = z.new_zeros(z.shape[0], n_fine, *z.shape[2:])
+            fine_parts.append((fine_mem if fine_mem is not None else zero).to(dev))
         lat, cov, dep = torch.cat(lat_parts), torch.cat(cov_parts), torch.cat(dep_parts)
         target, offset = torch.cat(tgt_parts), torch.cat(off_parts)
+        fine = torch.cat(fine_parts) if self.codec.config.fine_render else None
         s = self.codec.config.stride
         cov_full = F.interpolate(cov[:, None].float(), scale_factor=s, mode="nearest") > 0.5
         if in_phase3:
             self.codec.decoder.eval()
             with torch.no_grad():
-                out, logit = self.codec.decode_logits(lat, cov, dep, c, c, offset)
+                out, logit = self.codec.decode_logits(lat, cov, dep, c, c, offset, fine)
             assert self.codec.confidence is not None
             self.codec.confidence.train()
             rgb, logit = self.codec.finish(out, logit, cov, dep)  # grad reaches the head only
             loss, info = confidence_loss(rgb, logit, target, cov_full)
         else:
-            out, logit = self.codec.decode_logits(lat, cov, dep, c, c, offset)
+            out, logit = self.codec.decode_logits(lat, cov, dep, c, c, offset, fine)
             loss, info = reconstruction_loss(
                 out, logit, target, cov_full, cfg.hole_weight, cfg.ssim_weight, cfg.conf_weight
             )
