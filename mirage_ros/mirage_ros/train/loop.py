@@ -239,7 +239,8 @@ class Trainer:
         n_ae = cfg.batch - n_mem
         self.codec.decoder.train()
         lat_parts, cov_parts, dep_parts, tgt_parts, off_parts = [], [], [], [], []
-        fine_parts: list[Tensor] = []
+        fine_parts: list[Tensor] = []  # only for codecs with fine_render
+        use_fine = self.codec.config.fine_render
         n_fine = fine_channels(self.codec.config.latent_channels)
         if n_ae:
             rgb, cov, dep = self._ae_batch(rng, n_ae)
@@ -255,7 +256,8 @@ class Trainer:
             dep_parts.append(dep.to(dev))
             tgt_parts.append(rgb)
             off_parts.append(torch.zeros_like(z[:, :2]))  # the encoder's own grid: centred
-            fine_parts.append(z.new_zeros(z.shape[0], n_fine, *z.shape[2:]))  # no fine render
+            if use_fine:  # autoencoder crops have no fine render
+                fine_parts.append(z.new_zeros(z.shape[0], n_fine, *z.shape[2:]))
         if n_mem:
             z, cov, dep, rgb, off, fine_mem = self._memory_batch(rng, n_mem)
             lat_parts.append(z.to(dev))
@@ -263,11 +265,12 @@ class Trainer:
             dep_parts.append(dep.to(dev))
             tgt_parts.append(rgb.to(dev))
             off_parts.append(off.to(dev))
-            zero = z.new_zeros(z.shape[0], n_fine, *z.shape[2:])
-            fine_parts.append((fine_mem if fine_mem is not None else zero).to(dev))
+            if use_fine:
+                zero = z.new_zeros(z.shape[0], n_fine, *z.shape[2:])
+                fine_parts.append((fine_mem if fine_mem is not None else zero).to(dev))
         lat, cov, dep = torch.cat(lat_parts), torch.cat(cov_parts), torch.cat(dep_parts)
         target, offset = torch.cat(tgt_parts), torch.cat(off_parts)
-        fine = torch.cat(fine_parts) if self.codec.config.fine_render else None
+        fine = torch.cat(fine_parts) if use_fine else None
         s = self.codec.config.stride
         cov_full = F.interpolate(cov[:, None].float(), scale_factor=s, mode="nearest") > 0.5
         if in_phase3:
