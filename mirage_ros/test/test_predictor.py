@@ -120,14 +120,15 @@ def test_a_fine_render_codec_also_renders_the_memory_at_twice_the_latent_resolut
     rgb, depth = _wall()
     K, T = _camera()
     pred.observe(rgb, depth, K, T, 1_000)
-    sizes: list[tuple[int, int]] = []
+    sizes: list[tuple[int, int, int | None]] = []
     render = pred.memory.render
 
-    def spy(K_r, T_r, h, w):  # type: ignore[no-untyped-def]
-        sizes.append((h, w))
-        return render(K_r, T_r, h, w)
+    def spy(K_r, T_r, h, w, splat_radius_px=None):  # type: ignore[no-untyped-def]
+        sizes.append((h, w, splat_radius_px))
+        return render(K_r, T_r, h, w, splat_radius_px)
 
     pred.memory.render = spy  # type: ignore[method-assign]
     out = pred.predict(K, T, H, W)
-    assert sizes == [(H // 4, W // 4), (H // 2, W // 2)]
+    cap = pred.memory.config.splat_radius_px  # the fine splats reach as far as the coarse ones
+    assert sizes == [(H // 4, W // 4, None), (H // 2, W // 2, 2 * cap)]
     assert out.rgb.shape == (1, 3, H, W) and out.coverage_fraction[0] > 0.9

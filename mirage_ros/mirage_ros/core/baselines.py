@@ -155,15 +155,23 @@ class _CloudBase:
         self.frame_stamps.append(int(stamp_ns))
         return int(pw.shape[0])
 
-    def render(self, K: Tensor, T_world_camera: Tensor, height: int, width: int) -> RenderResult:
-        """Nearest point per pixel. K (3, 3)/(B, 3, 3), T (4, 4)/(B, 4, 4) -> batched result."""
+    def render(
+        self,
+        K: Tensor,
+        T_world_camera: Tensor,
+        height: int,
+        width: int,
+        splat_radius_px: int | None = None,
+    ) -> RenderResult:
+        """Nearest point per pixel. K (3, 3)/(B, 3, 3), T (4, 4)/(B, 4, 4) -> batched result;
+        splat_radius_px: the splat cap (None: the config's)."""
+        r = self.config.splat_radius_px if splat_radius_px is None else splat_radius_px
         Kb, Tb = prepare_views(K, T_world_camera, height, width, self.device)
         n = self.store.n
         ids = torch.arange(n, dtype=torch.int64, device=self.device)
         hits = zbuffer_splat(
             self.store.positions[:n], ids, Kb, Tb, height=height, width=width,
-            near_m=self.config.min_depth_m, max_radius_px=self.config.splat_radius_px,
-            size_m=self.size_m,
+            near_m=self.config.min_depth_m, max_radius_px=r, size_m=self.size_m,
         )  # fmt: skip
         cov = hits.index >= 0
         B, C = Kb.shape[0], self.config.channels

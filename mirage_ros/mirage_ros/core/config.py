@@ -89,7 +89,7 @@ class MemoryConfig:
     #: fusion weight cap: bounds how long a stale surface needs to be carved away
     max_weight: float = _f(32.0, "cap of a voxel's fusion weight (cells)", 1.0, 1e9)
     #: maximum splat radius in pixels at render (0 = one pixel per voxel)
-    splat_radius_px: int = _f(2, "max splat radius at render (px); scaled by voxel footprint", 0, 8)
+    splat_radius_px: int = _f(8, "max splat radius at render (px); scaled by voxel footprint", 0, 8)
     #: render: points this far (m) behind a pixel's nearest point count as the same surface, and
     #: the one projected closest to the pixel centre wins (no drift toward slightly nearer voxels)
     render_surface_band_m: float = _f(

@@ -327,13 +327,23 @@ class LatentSpatialMemory:
             self._compact()
 
     # ------------------------------------------------------------------ render
-    def render(self, K: Tensor, T_world_camera: Tensor, height: int, width: int) -> RenderResult:
+    def render(
+        self,
+        K: Tensor,
+        T_world_camera: Tensor,
+        height: int,
+        width: int,
+        splat_radius_px: int | None = None,
+    ) -> RenderResult:
         """Render latent views at camera poses.
 
         K: (3, 3) or (B, 3, 3) intrinsics of the height x width output; T_world_camera: (4, 4)
-        or (B, 4, 4). Returns a batched :class:`RenderResult` (B >= 1).
+        or (B, 4, 4); splat_radius_px: the splat cap (None: the config's; a render at n times
+        the usual resolution passes n times it to reach as far). Returns a batched
+        :class:`RenderResult` (B >= 1).
         """
         Kb, Tb = prepare_views(K, T_world_camera, height, width, self.device)
+        cap = self.config.splat_radius_px if splat_radius_px is None else int(splat_radius_px)
         live: Tensor | None = None  # slot of each rendered point (None: identity, no holes)
         if self._n_live == self.n_used:  # the usual case: no gather needed
             pos, ids = self.positions[: self.n_used], self.keys[: self.n_used]
@@ -348,7 +358,7 @@ class LatentSpatialMemory:
             height=height,
             width=width,
             near_m=self.config.min_depth_m,
-            max_radius_px=self.config.splat_radius_px,
+            max_radius_px=cap,
             size_m=self.config.voxel_size_m,
             front_band_m=self.config.render_surface_band_m or None,
             blend=self.config.render_blend and self.config.render_surface_band_m > 0,
@@ -388,7 +398,7 @@ class LatentSpatialMemory:
         """Pixels with several front-surface candidates get their tent-weighted mean latent and
         offset (in place).
 
-        The sums are taken in 2^-20 fixed point on int64, so they do not depend on the order of
+        The sums are taken in 2^-32 fixed point on int64, so they do not depend on the order of
         the candidates (slot order, CUDA atomics): the result is deterministic on CPU and CUDA.
         Pixels with one candidate keep its latent and offset exactly.
         """
@@ -402,7 +412,7 @@ class LatentSpatialMemory:
             return
         pix, point, w, offs = pix[multi], point[multi], w[multi], offs[multi]
         slot = point if live is None else live[point]
-        ws = w * float(1 << 20)  # float32 products are exact enough (latents are float16)
+        ws = w * float(1 << 32)  # float32 products are exact enough (latents are float16)
         wq = torch.round(ws).to(torch.int64)
         vals = torch.cat([self.latents[slot].float(), offs], dim=1)  # (M, C + 2)
         lq = torch.round(vals * ws[:, None]).to(torch.int64)

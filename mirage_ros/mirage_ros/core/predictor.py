@@ -43,7 +43,10 @@ def render_for_codec(
     render = memory.render(scale_intrinsics(K, 1.0 / s, 1.0 / s), T_world_camera, h, w)
     if not codec.config.fine_render:
         return render, None
-    r2 = memory.render(scale_intrinsics(K, 2.0 / s, 2.0 / s), T_world_camera, 2 * h, 2 * w)
+    r2 = memory.render(
+        scale_intrinsics(K, 2.0 / s, 2.0 / s), T_world_camera, 2 * h, 2 * w,
+        2 * memory.config.splat_radius_px,  # as far as the coarse splats reach
+    )  # fmt: skip
     return render, fine_features(r2.latents, r2.coverage, r2.offset)
 
 

@@ -144,8 +144,15 @@ class ReferenceLatentMemory:
                 if vox.weight <= 0:
                     del self.voxels[key]
 
-    def render(self, K: Tensor, T_world_camera: Tensor, height: int, width: int) -> ReferenceRender:
-        """Render one view: K (3, 3), T_world_camera (4, 4)."""
+    def render(
+        self,
+        K: Tensor,
+        T_world_camera: Tensor,
+        height: int,
+        width: int,
+        splat_radius_px: int | None = None,
+    ) -> ReferenceRender:
+        """Render one view: K (3, 3), T_world_camera (4, 4); splat_radius_px as the fast one."""
         cfg = self.config
         Kn = K.detach().double().cpu().numpy()
         T = T_world_camera.detach().double().cpu().numpy()
@@ -157,7 +164,7 @@ class ReferenceLatentMemory:
             list[tuple[float, float, int, int, tuple[int, int, int], float, tuple[float, float]]],
         ]
         cands = {}
-        r = cfg.splat_radius_px
+        r = cfg.splat_radius_px if splat_radius_px is None else splat_radius_px
         for key, vox in self.voxels.items():
             p = R_cw @ vox.position + t_cw
             z = p[2]
@@ -168,11 +175,13 @@ class ReferenceLatentMemory:
             u, v = math.floor(uf + 0.5), math.floor(vf + 0.5)
             ext_u = max(0.5 * cfg.voxel_size_m * Kn[0, 0] / z, 0.5)
             ext_v = max(0.5 * cfg.voxel_size_m * Kn[1, 1] / z, 0.5)
+            lo_u, hi_u, lo_v, hi_v = uf - ext_u, uf + ext_u, vf - ext_v, vf + ext_v
             pk = _packed(key)
-            for dv in range(-r, r + 1):
-                for du in range(-r, r + 1):
+            rr = min(r, math.floor(max(u - lo_u, hi_u - u, v - lo_v, hi_v - v)) + 1)
+            for dv in range(-rr, rr + 1):
+                for du in range(-rr, rr + 1):
                     uu, vv = u + du, v + dv
-                    if abs(uu - uf) > ext_u or abs(vv - vf) > ext_v:
+                    if not (lo_u <= uu <= hi_u and lo_v <= vv <= hi_v):
                         continue
                     if 0 <= uu < width and 0 <= vv < height:
                         d2 = float(np.float32((uu - uf) ** 2 + (vv - vf) ** 2))

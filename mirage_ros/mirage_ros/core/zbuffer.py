@@ -14,7 +14,9 @@ Splat footprint: a point always covers the pixel it projects to (``floor(u + 0.5
 every pixel within ``max_radius_px`` of it whose centre lies inside the point's projected
 square (half-size ``0.5 * size_m * f / z`` pixels around the sub-pixel projection). Near
 surfaces thus close the gaps between voxels, while far points stay one pixel and edges are
-not bloated beyond the voxel's true extent.
+not bloated beyond the voxel's true extent. Only points whose square reaches beyond
+``_SMALL_RADIUS`` pixels are tested on the full ``(2r+1)^2`` square, so a large cap costs only
+for the near points.
 """
 
 from __future__ import annotations
@@ -147,22 +149,18 @@ def zbuffer_splat(
     uk = torch.floor(uf + 0.5).to(torch.int64)
     vk = torch.floor(vf + 0.5).to(torch.int64)
     if r > 0:
-        offs = torch.arange(-r, r + 1, device=device, dtype=torch.int64)
-        dy, dx = torch.meshgrid(offs, offs, indexing="ij")
-        dx, dy = dx.reshape(-1), dy.reshape(-1)
         if size_m is None:
+            dx, dy = _square(r, device)
             e_idx = torch.arange(uk.numel(), device=device).repeat_interleave(dx.numel())
-            s_idx = torch.arange(dx.numel(), device=device).repeat(uk.numel())
+            ddx, ddy = dx.repeat(uk.numel()), dy.repeat(uk.numel())
         else:
             # pixel centres inside the point's projected square (at least its own pixel)
             ext_u = (0.5 * size_m * fx.squeeze(1)[b_idx] / zk).clamp_(min=0.5)
             ext_v = (0.5 * size_m * fy.squeeze(1)[b_idx] / zk).clamp_(min=0.5)
-            off_u = (uk - uf)[:, None] + dx[None, :]
-            off_v = (vk - vf)[:, None] + dy[None, :]
-            ok = (off_u.abs() <= ext_u[:, None]) & (off_v.abs() <= ext_v[:, None])
-            e_idx, s_idx = torch.nonzero(ok, as_tuple=True)
-        uk = uk[e_idx] + dx[s_idx]
-        vk = vk[e_idx] + dy[s_idx]
+            lo_u, hi_u, lo_v, hi_v = uf - ext_u, uf + ext_u, vf - ext_v, vf + ext_v
+            e_idx, ddx, ddy = _footprint(uk, vk, lo_u, hi_u, lo_v, hi_v, r)
+        uk = uk[e_idx] + ddx
+        vk = vk[e_idx] + ddy
         b_idx, n_idx, zk = b_idx[e_idx], n_idx[e_idx], zk[e_idx]
         uf, vf = uf[e_idx], vf[e_idx]
     inside = (uk >= 0) & (uk < width) & (vk >= 0) & (vk < height)
@@ -202,3 +200,52 @@ def zbuffer_splat(
         tent = (1.0 - du.abs()).clamp_(min=1e-3) * (1.0 - dv.abs()).clamp_(min=1e-3)
         return ZBufferResult(index, depth, offset, pix, n_idx, tent, offsets)
     return ZBufferResult(index, depth, offset)
+
+
+def _square(r: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Pixel offsets (dx, dy) of the (2r+1)^2 square, row-major."""
+    offs = torch.arange(-r, r + 1, device=device, dtype=torch.int64)
+    dy, dx = torch.meshgrid(offs, offs, indexing="ij")
+    return dx.reshape(-1), dy.reshape(-1)
+
+
+#: points whose footprint fits in this radius are enumerated on the small square only
+_SMALL_RADIUS = 2
+
+
+def _footprint(
+    uk: Tensor, vk: Tensor, lo_u: Tensor, hi_u: Tensor, lo_v: Tensor, hi_v: Tensor, r: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Every pixel within ``r`` of a point's own pixel (uk, vk) whose centre lies inside its
+    footprint box ``[lo_u, hi_u] x [lo_v, hi_v]`` (which contains the own pixel's centre):
+    (point index, dx, dy) per candidate.
+
+    A point reaches at most ``floor`` of its box's farthest side from its own pixel; the
+    (usually many) points that reach no further than ``_SMALL_RADIUS`` are tested on that small
+    square only, so a large cap (near surfaces without gaps) costs only for the near points.
+    The candidates are the same as testing every point on the full (2r+1)^2 square (their order
+    differs, which nothing downstream depends on: the z-buffer takes order-free minima).
+    """
+    device = uk.device
+    ukf, vkf = uk.to(lo_u.dtype), vk.to(lo_v.dtype)
+    far_side = torch.stack([ukf - lo_u, hi_u - ukf, vkf - lo_v, hi_v - vkf]).amax(dim=0)
+    reach = torch.floor(far_side + 1e-3)  # margin: float rounding
+    small = reach <= _SMALL_RADIUS if r > _SMALL_RADIUS else torch.ones_like(uk, dtype=torch.bool)
+    e_parts, dx_parts, dy_parts = [], [], []
+    for sel, radius in ((small, min(r, _SMALL_RADIUS)), (~small, r)):
+        pts = torch.nonzero(sel).squeeze(1)
+        if pts.numel() == 0:
+            continue
+        dx, dy = _square(radius, device)
+        u = ukf[pts, None] + dx[None, :]
+        v = vkf[pts, None] + dy[None, :]
+        ok = (u >= lo_u[pts, None]) & (u <= hi_u[pts, None])
+        ok &= (v >= lo_v[pts, None]) & (v <= hi_v[pts, None])
+        e_idx, s_idx = torch.nonzero(ok, as_tuple=True)
+        e_parts.append(pts[e_idx])
+        dx_parts.append(dx[s_idx])
+        dy_parts.append(dy[s_idx])
+    if not e_parts:
+        empty = torch.zeros(0, dtype=torch.int64, device=device)
+        return empty, empty, empty
+    return torch.cat(e_parts), torch.cat(dx_parts), torch.cat(dy_parts)

@@ -154,6 +154,9 @@ def test_splat_footprint_closes_holes_of_near_surfaces() -> None:
     c0 = mem0.render(Kbig, T, 2 * H, 2 * W).coverage[inner]
     c1 = mem1.render(Kbig, T, 2 * H, 2 * W).coverage[inner]
     assert not bool(c0.all()) and bool(c1.all())
+    # a render may pass its own cap (the fine render passes twice the config's)
+    r0 = mem1.render(Kbig, T, 2 * H, 2 * W, splat_radius_px=0)
+    assert torch.equal(r0.coverage, mem0.render(Kbig, T, 2 * H, 2 * W).coverage)
 
 
 def test_memory_bytes_count_every_held_tensor_and_respect_the_budget() -> None:

@@ -135,3 +135,51 @@ def test_memory_blends_offsets_with_the_latents() -> None:
     assert float(r.offset[0][:, cov].abs().mean()) > 0.05  # not all centred
     again = mem.render(K, T2, 12, 16)
     assert torch.equal(r.offset, again.offset)
+
+
+def test_a_near_wall_is_closed_up_to_the_cap_and_the_large_cap_costs_only_near_points() -> None:
+    from mirage_ros.core.zbuffer import _footprint, _square
+
+    # a wall of 0.05 m points 0.8 m in front of the camera (6.25 px apart, splats reach 3 px at
+    # f=100), a far wall 3 m behind it: with a cap of 2 the far wall shows through the gaps
+    K = torch.tensor([[[100.0, 0.0, 19.5], [0.0, 100.0, 19.5], [0.0, 0.0, 1.0]]])
+    T = torch.eye(4)[None]
+    g = torch.arange(-3, 4, dtype=torch.float32) * 0.05
+    yy, xx = torch.meshgrid(g, g, indexing="ij")
+    near = torch.stack([xx.reshape(-1), yy.reshape(-1), torch.full((49,), 0.8)], 1)
+    gf = torch.arange(-20, 21, dtype=torch.float32) * 0.05
+    yy, xx = torch.meshgrid(gf, gf, indexing="ij")
+    far = torch.stack([xx.reshape(-1), yy.reshape(-1), torch.full((41 * 41,), 3.8)], 1)
+    pts = torch.cat([near, far])
+    ids = torch.arange(pts.shape[0])
+
+    def far_pixels_in_the_wall(cap: int) -> int:
+        hits = zbuffer_splat(
+            pts, ids, K, T, height=40, width=40, near_m=0.1, max_radius_px=cap, size_m=0.05,
+            front_band_m=0.1,
+        )  # fmt: skip
+        return int((hits.index[0, 12:28, 12:28] >= 49).sum())
+
+    assert far_pixels_in_the_wall(2) > 20
+    assert far_pixels_in_the_wall(3) == far_pixels_in_the_wall(8) == 0
+
+    # _footprint (small square for points that fit in it) == testing every point on the full one
+    gen = torch.Generator().manual_seed(0)
+    n = 500
+    uf = torch.rand(n, generator=gen) * 40
+    vf = torch.rand(n, generator=gen) * 40
+    uk, vk = torch.floor(uf + 0.5).long(), torch.floor(vf + 0.5).long()
+    lo_u = uf - 0.5 - torch.rand(n, generator=gen) * 6  # boxes that hold the own pixel's centre
+    hi_u = uf + 0.5 + torch.rand(n, generator=gen) * 6
+    lo_v = vf - 0.5 - torch.rand(n, generator=gen) * 6
+    hi_v = vf + 0.5 + torch.rand(n, generator=gen) * 6
+    for r in (0, 1, 2, 3, 8):
+        dx, dy = _square(r, torch.device("cpu"))
+        u, v = uk[:, None] + dx, vk[:, None] + dy
+        ok = (u >= lo_u[:, None]) & (u <= hi_u[:, None]) & (v >= lo_v[:, None])
+        ok &= v <= hi_v[:, None]
+        e, s = torch.nonzero(ok, as_tuple=True)
+        full = {(int(a), int(b), int(c)) for a, b, c in zip(e, dx[s], dy[s], strict=True)}
+        got = _footprint(uk, vk, lo_u, hi_u, lo_v, hi_v, r)
+        mine = [(int(a), int(b), int(c)) for a, b, c in zip(*got, strict=True)]
+        assert len(mine) == len(set(mine)) and set(mine) == full
