@@ -345,11 +345,13 @@ def test_fine_render_input_starts_neutral_and_then_changes_the_image() -> None:
     base = _tiny(7)
     fine_codec = Codec(dataclasses.replace(TINY, fine_render=True)).eval()
     state = base.state_dict()
-    w = state["decoder.inp.weight"]
     n_fine = fine_channels(TINY.latent_channels)
-    grown = torch.zeros(w.shape[0], w.shape[1] + n_fine, *w.shape[2:])
-    grown[:, : w.shape[1]] = w
-    fine_codec.load_state_dict(state | {"decoder.inp.weight": grown})
+    for key in ("decoder.inp.weight", "decoder.linear.weight"):  # both paths see the fine render
+        w = state[key]
+        grown = torch.zeros(w.shape[0], w.shape[1] + n_fine, *w.shape[2:])
+        grown[:, : w.shape[1]] = w
+        state[key] = grown
+    fine_codec.load_state_dict(state)
     z = torch.randn(1, TINY.latent_channels, 5, 6)
     cov = torch.rand(1, 5, 6) > 0.2
     depth = torch.where(cov, torch.full((1, 5, 6), 2.0), torch.nan)
@@ -357,13 +359,16 @@ def test_fine_render_input_starts_neutral_and_then_changes_the_image() -> None:
     ref, _ = base.decode(z, cov, depth, 20, 24)
     assert torch.allclose(fine_codec.decode(z, cov, depth, 20, 24, None, fine)[0], ref, atol=1e-6)
     assert torch.equal(base.decode(z, cov, depth, 20, 24, None, fine)[0], ref)  # ignored
-    with torch.no_grad():
-        fine_codec.decoder.inp.weight[:, -n_fine:].fill_(0.05)
-    seen, _ = fine_codec.decode(z, cov, depth, 20, 24, None, fine)
-    absent, _ = fine_codec.decode(z, cov, depth, 20, 24)  # None: as an all-zero fine render
-    assert not torch.allclose(seen, absent)
     zeros = torch.zeros_like(fine)
-    assert torch.equal(absent, fine_codec.decode(z, cov, depth, 20, 24, None, zeros)[0])
+    for layer in (fine_codec.decoder.linear, fine_codec.decoder.inp):
+        with torch.no_grad():
+            layer.weight[:, -n_fine:].fill_(0.05)
+        seen, _ = fine_codec.decode(z, cov, depth, 20, 24, None, fine)
+        absent, _ = fine_codec.decode(z, cov, depth, 20, 24)  # None: as an all-zero fine render
+        assert not torch.allclose(seen, absent)
+        assert torch.equal(absent, fine_codec.decode(z, cov, depth, 20, 24, None, zeros)[0])
+        with torch.no_grad():
+            layer.weight[:, -n_fine:].fill_(0.0)
     with pytest.raises(ShapeError):
         fine_codec.decode(z, cov, depth, 20, 24, None, fine[:, :-1])
     with pytest.raises(ConfigError):

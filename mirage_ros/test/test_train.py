@@ -355,7 +355,8 @@ def test_train_command_adds_the_fine_render_to_init_weights(
                                 "1", "--fine-render"]
     )  # fmt: skip
     assert codec.config.fine_render and not init.config.fine_render
-    inp = codec.state_dict()["decoder.inp.weight"]
-    n_old = init.state_dict()["decoder.inp.weight"].shape[1]
-    assert inp.shape[1] == n_old + fine_channels(TINY_CODEC.latent_channels)
-    assert (inp[:, n_old:] == 0).all()  # new inputs start at 0: the codec starts as the init
+    for key in ("decoder.inp.weight", "decoder.linear.weight"):
+        grown = codec.state_dict()[key]
+        old = init.state_dict()[key]
+        assert grown.shape[1] == old.shape[1] + fine_channels(TINY_CODEC.latent_channels)
+        assert (grown[:, old.shape[1] :] == 0).all()  # new inputs start at 0: as the init

@@ -61,7 +61,8 @@ class CodecConfig:
     fine_render: bool = False
     """The decoder also sees the memory rendered at twice the latent resolution, space-to-depth
     on the latent grid (``FINE_CELLS`` sub-cells x (latents, coverage, offsets) per cell): where
-    several voxels fall into one cell it gets each of them instead of their blend."""
+    several voxels fall into one cell it gets each of them instead of their blend. Both the
+    convolutions and the linear path see it."""
 
     def __post_init__(self) -> None:
         ints = {
@@ -189,9 +190,12 @@ class Decoder(nn.Module):
         self.stride = s
         self.hole_fill = cfg.hole_fill
         self.offset_input = cfg.offset_input
-        self.linear = nn.Conv2d(c, 3 * s * s, 1)  # transpose of the encoder's linear path
         self.fine_render = cfg.fine_render
-        n_in = c + (4 if cfg.offset_input else 2) + (fine_channels(c) if cfg.fine_render else 0)
+        n_fine = fine_channels(c) if cfg.fine_render else 0
+        # transpose of the encoder's linear path; the fine render feeds it too (sub-cell detail
+        # reaches the pixels without passing through the convolutions)
+        self.linear = nn.Conv2d(c + n_fine, 3 * s * s, 1)
+        n_in = c + (4 if cfg.offset_input else 2) + n_fine
         self.inp = nn.Conv2d(n_in, w, 3, padding=1)
         self.down1 = nn.Conv2d(w, iw, 3, stride=2, padding=1)
         self.block1 = _ResBlock(iw)
@@ -221,16 +225,19 @@ class Decoder(nn.Module):
         z = latents * cov
         if self.hole_fill:
             z = push_pull_fill(z, cov)
-            base = F.pixel_shuffle(self.linear(z), self.stride)
-        else:
-            cov_full = F.interpolate(cov, scale_factor=self.stride, mode="nearest")
-            base = F.pixel_shuffle(self.linear(z), self.stride) * cov_full
+        lin_in = z
+        if self.fine_render:
+            n = fine_channels(z.shape[1])
+            fine = fine if fine is not None else z.new_zeros(z.shape[0], n, *z.shape[2:])
+            lin_in = torch.cat([z, fine], dim=1)
+        base = F.pixel_shuffle(self.linear(lin_in), self.stride)
+        if not self.hole_fill:
+            base = base * F.interpolate(cov, scale_factor=self.stride, mode="nearest")
         feats = [z, cov, depth_feat]
         if self.offset_input:
             feats.append(offset if offset is not None else torch.zeros_like(z[:, :2]))
-        if self.fine_render:
-            n = fine_channels(z.shape[1])
-            feats.append(fine if fine is not None else z.new_zeros(z.shape[0], n, *z.shape[2:]))
+        if self.fine_render and fine is not None:
+            feats.append(fine)
         x0 = F.gelu(self.inp(torch.cat(feats, dim=1)))
         x1 = self.block1(F.gelu(self.down1(x0)))
         x2 = F.gelu(self.down2(x1))

@@ -155,12 +155,12 @@ def _load_init(codec: Codec, path: Path) -> None:
         if unexpected or any(k.startswith("encoder.") for k in missing):
             raise ConfigError(f"--init {path}: its encoder does not fit the requested codec")
         return
-    key = "decoder.inp.weight"
-    mine = codec.state_dict()[key]
-    if state[key].shape[1] < mine.shape[1] and state[key].shape[2:] == mine.shape[2:]:
-        grown = torch.zeros_like(mine)
-        grown[:, : state[key].shape[1]] = state[key]
-        state[key] = grown
+    for key in ("decoder.inp.weight", "decoder.linear.weight"):
+        mine = codec.state_dict()[key]
+        if state[key].shape[1] < mine.shape[1] and state[key].shape[2:] == mine.shape[2:]:
+            grown = torch.zeros_like(mine)
+            grown[:, : state[key].shape[1]] = state[key]
+            state[key] = grown
     missing, unexpected = codec.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith("confidence.") for k in missing):
         raise ConfigError(
