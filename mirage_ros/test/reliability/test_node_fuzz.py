@@ -227,7 +227,10 @@ def test_hostile_requests_get_clear_failures_and_good_ones_stay_fast(env) -> Non
     assert proc.poll() is None
     assert client.latest_status().voxels == voxels
     after = statistics.median(_timed_good(client, frames) for _ in range(5))
-    assert after < 2 * normal + 0.05, (normal, after)
+    # no backlog of hostile work: a stuck or queued-up node answers in seconds; the bound is loose
+    # so that other load on the machine does not fail it (a good request took 22 -> 107 ms with
+    # a training job on both cores)
+    assert after < 5 * normal + 0.5, (normal, after)
 
 
 def test_hostile_query_pose_and_path_goals_keep_the_node_up(env) -> None:
