@@ -225,19 +225,17 @@ class Decoder(nn.Module):
         z = latents * cov
         if self.hole_fill:
             z = push_pull_fill(z, cov)
-        lin_in = z
+        extra: list[Tensor] = []  # the fine render feeds both paths
         if self.fine_render:
             n = fine_channels(z.shape[1])
-            fine = fine if fine is not None else z.new_zeros(z.shape[0], n, *z.shape[2:])
-            lin_in = torch.cat([z, fine], dim=1)
-        base = F.pixel_shuffle(self.linear(lin_in), self.stride)
+            extra.append(fine if fine is not None else z.new_zeros(z.shape[0], n, *z.shape[2:]))
+        base = F.pixel_shuffle(self.linear(torch.cat([z, *extra], dim=1)), self.stride)
         if not self.hole_fill:
             base = base * F.interpolate(cov, scale_factor=self.stride, mode="nearest")
         feats = [z, cov, depth_feat]
         if self.offset_input:
             feats.append(offset if offset is not None else torch.zeros_like(z[:, :2]))
-        if self.fine_render and fine is not None:
-            feats.append(fine)
+        feats += extra
         x0 = F.gelu(self.inp(torch.cat(feats, dim=1)))
         x1 = self.block1(F.gelu(self.down1(x0)))
         x2 = F.gelu(self.down2(x1))

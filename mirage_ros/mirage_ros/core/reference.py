@@ -175,13 +175,12 @@ class ReferenceLatentMemory:
             u, v = math.floor(uf + 0.5), math.floor(vf + 0.5)
             ext_u = max(0.5 * cfg.voxel_size_m * Kn[0, 0] / z, 0.5)
             ext_v = max(0.5 * cfg.voxel_size_m * Kn[1, 1] / z, 0.5)
-            lo_u, hi_u, lo_v, hi_v = uf - ext_u, uf + ext_u, vf - ext_v, vf + ext_v
             pk = _packed(key)
-            rr = min(r, math.floor(max(u - lo_u, hi_u - u, v - lo_v, hi_v - v)) + 1)
+            rr = min(r, math.floor(max(ext_u, ext_v)) + 1)  # no pixel further can be inside
             for dv in range(-rr, rr + 1):
                 for du in range(-rr, rr + 1):
                     uu, vv = u + du, v + dv
-                    if not (lo_u <= uu <= hi_u and lo_v <= vv <= hi_v):
+                    if abs(uu - uf) > ext_u or abs(vv - vf) > ext_v:
                         continue
                     if 0 <= uu < width and 0 <= vv < height:
                         d2 = float(np.float32((uu - uf) ** 2 + (vv - vf) ** 2))
