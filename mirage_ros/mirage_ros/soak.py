@@ -268,7 +268,18 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(0.01)
         calls["predict_failed"] += len(pending_pred)
         calls["save_failed"] += len(pending_save)
-        settled = _wait_for_status(status, lambda s: s.queue_length == 0, 30.0)
+
+        # settled: the queue is empty and every published frame has arrived and been counted
+        # (a status with an empty queue can be sent before the last frames arrive over DDS);
+        # frames dropped unpaired are not in the status, so fall back to an empty queue
+        def accounted(s: Any) -> bool:
+            seen = s.frames_integrated + s.dropped_queue_full + s.dropped_no_transform
+            seen += s.dropped_bad_input + s.dropped_rate_limit
+            return bool(s.queue_length == 0 and seen >= frames_published)
+
+        settled = _wait_for_status(status, accounted, 10.0) or _wait_for_status(
+            status, lambda s: s.queue_length == 0, 30.0
+        )
         ingest = {
             "frames_published": frames_published,
             "frames_integrated": settled.frames_integrated if settled else None,
