@@ -42,6 +42,7 @@ CHILD = textwrap.dedent(
     i = 4
     while True:  # keep re-saving a growing memory until killed
         frame(i)
+        print("S", i, flush=True)
         mem.save(path)
         print("B", i, flush=True)
         i += 1
@@ -62,20 +63,20 @@ def test_kill_9_during_save_leaves_a_complete_loadable_file(tmp_path: Path, dela
     )
     assert child.stdout is not None
     assert child.stdout.readline().strip() == "A"
-    first = path.read_bytes()
-    completed = {hashlib.sha256(first).hexdigest()}
+    first = hashlib.sha256(path.read_bytes()).hexdigest()
     time.sleep(delay_s)
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
-    # every line the child printed after "A" is a save that completed
+    # "S i" is printed before save i starts, "B i" after it completed
     rest = child.stdout.read()
     assert child.returncode == -signal.SIGKILL
     after = _sha(path)
     loaded = LatentSpatialMemory(MemoryConfig(latent_channels=8, device="cpu"))
     loaded.load(path)  # a complete file: loads and passes its checksum
     assert loaded.num_voxels > 0
-    if "B" not in rest:
-        assert after in completed  # nothing newer finished: the previous file, bit-identical
+    if "S" not in rest:
+        assert after == first  # no newer save started: the first file, bit-identical
+    # (a save killed between its rename and its "B" line leaves the new file: also complete)
 
 
 def _small_memory() -> LatentSpatialMemory:
