@@ -2,8 +2,8 @@
 
 Kept apart from the memory's state handling so the fast path reads as three steps:
 ``prepare_frame`` (validate + move), ``frame_cells`` (unproject, key, group by voxel with a
-sort over the frame's cells only) and ``carve_mask`` (which stored voxels this frame's rays
-see through).
+sort over the frame's cells only; ``cell_normals`` gives each cell its surface normal) and
+``carve_mask`` (which stored voxels this frame's rays see through).
 """
 
 from __future__ import annotations
@@ -25,7 +25,19 @@ from mirage_ros.core.geometry import (
 )
 from mirage_ros.core.voxel_hash import pack_keys, voxel_coords
 
-__all__ = ["Frame", "FrameCells", "carve_mask", "frame_cells", "prepare_frame"]
+__all__ = [
+    "NORMAL_MAX_DEPTH_STEP",
+    "Frame",
+    "FrameCells",
+    "carve_mask",
+    "cell_normals",
+    "frame_cells",
+    "prepare_frame",
+]
+
+#: a cell's normal is estimated only where the depth of its opposite neighbours differs by at
+#: most this fraction of its own depth (a depth edge gives no normal, so none is made up there)
+NORMAL_MAX_DEPTH_STEP = 0.25
 
 
 @dataclass
@@ -49,13 +61,15 @@ class FrameCells:
     """A frame's valid cells grouped by voxel (U unique voxels, sorted by key).
 
     keys: (U,) int64; counts: (U,) float32 cells per voxel; latent_sums: (U, C) float32;
-    position_sums: (U, 3) float32 world metres.
+    position_sums: (U, 3) float32 world metres; normal_sums: (U, 3) float32, the sum of the
+    cells' unit world-frame normals (facing the camera; zero for a cell without one).
     """
 
     keys: Tensor
     counts: Tensor
     latent_sums: Tensor
     position_sums: Tensor
+    normal_sums: Tensor
     num_cells: int
 
 
@@ -105,6 +119,37 @@ def prepare_frame(
     )
 
 
+def cell_normals(depth_m: Tensor, valid: Tensor, K: Tensor) -> Tensor:
+    """Camera-frame unit surface normals of a depth grid's cells -> (h, w, 3), zero where unknown.
+
+    The normal of cell (v, u) is the cross product of the central differences of the
+    unprojected points, ``P[v, u+1] - P[v, u-1]`` and ``P[v+1, u] - P[v-1, u]``, turned to face
+    the camera. It is unknown (zero) on the border, where the cell or one of its four neighbours
+    is invalid, and across depth edges: where the two neighbours along either axis differ in
+    depth by more than ``NORMAL_MAX_DEPTH_STEP`` times the cell's depth.
+    """
+    h, w = depth_m.shape
+    normals = torch.zeros(h, w, 3, dtype=torch.float32, device=depth_m.device)
+    if h < 3 or w < 3:
+        return normals
+    P = unproject(depth_m.to(torch.float32), K)
+    z = P[..., 2]
+    zc = z[1:-1, 1:-1]
+    gx = P[1:-1, 2:] - P[1:-1, :-2]
+    gy = P[2:, 1:-1] - P[:-2, 1:-1]
+    ok = valid[1:-1, 1:-1] & valid[1:-1, 2:] & valid[1:-1, :-2] & valid[2:, 1:-1] & valid[:-2, 1:-1]
+    ok &= (z[1:-1, 2:] - z[1:-1, :-2]).abs() <= NORMAL_MAX_DEPTH_STEP * zc
+    ok &= (z[2:, 1:-1] - z[:-2, 1:-1]).abs() <= NORMAL_MAX_DEPTH_STEP * zc
+    n = torch.linalg.cross(gx, gy, dim=-1)
+    length = n.norm(dim=-1)
+    ok &= length > 0
+    n = n / length.clamp_min(1e-30)[..., None]
+    facing = (n * P[1:-1, 1:-1]).sum(dim=-1) > 0  # pointing away from the camera: flip it
+    n = torch.where(facing[..., None], -n, n)
+    normals[1:-1, 1:-1] = torch.where(ok[..., None], n, torch.zeros_like(n))
+    return normals
+
+
 def frame_cells(frame: Frame, config: MemoryConfig) -> FrameCells:
     """Unproject valid cells, key them by voxel and sum them per voxel (frame-local sort)."""
     C = frame.latents.shape[0]
@@ -112,10 +157,11 @@ def frame_cells(frame: Frame, config: MemoryConfig) -> FrameCells:
     R = frame.T_world_camera[:3, :3].to(torch.float32)
     t = frame.T_world_camera[:3, 3].to(torch.float32)
     pts = pts_cam @ R.T + t
+    nrm = cell_normals(frame.depth_m, frame.valid, frame.K)[frame.valid] @ R.T  # (M, 3)
     lat = frame.latents.permute(1, 2, 0)[frame.valid]  # (M, C)
     ijk, in_range = voxel_coords(pts, config.voxel_size_m)
     if not bool(in_range.all()):
-        pts, lat, ijk = pts[in_range], lat[in_range], ijk[in_range]
+        pts, nrm, lat, ijk = pts[in_range], nrm[in_range], lat[in_range], ijk[in_range]
     keys = pack_keys(ijk)
     ukeys, inv = torch.unique(keys, sorted=True, return_inverse=True)
     U = int(ukeys.numel())
@@ -125,7 +171,8 @@ def frame_cells(frame: Frame, config: MemoryConfig) -> FrameCells:
     )
     lat_sums = torch.zeros(U, C, dtype=torch.float32, device=dev).index_add_(0, inv, lat)
     pos_sums = torch.zeros(U, 3, dtype=torch.float32, device=dev).index_add_(0, inv, pts)
-    return FrameCells(ukeys, counts, lat_sums, pos_sums, int(keys.numel()))
+    nrm_sums = torch.zeros(U, 3, dtype=torch.float32, device=dev).index_add_(0, inv, nrm)
+    return FrameCells(ukeys, counts, lat_sums, pos_sums, nrm_sums, int(keys.numel()))
 
 
 def carve_mask(positions_m: Tensor, frame: Frame, config: MemoryConfig) -> Tensor:

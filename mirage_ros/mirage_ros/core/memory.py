@@ -99,8 +99,8 @@ class LatentSpatialMemory:
         self.codec_id = str(codec_id)
         self.device = resolve_device(config.device)
         self._slot_bytes = (
-            8 + 8 + 4 + 3 * 4 + config.latent_channels * config.storage_dtype.itemsize
-        )  # key, stamp, weight, position, latents
+            8 + 8 + 4 + 3 * 4 + 3 * 2 + config.latent_channels * config.storage_dtype.itemsize
+        )  # key, stamp, weight, position, normal (float16), latents
         self._index_bytes_per_slot = 16  # key + slot of its index entry
         self.max_voxels = config.max_memory_bytes // (self._slot_bytes + self._index_bytes_per_slot)
         if self.max_voxels < 16:
@@ -129,10 +129,11 @@ class LatentSpatialMemory:
         self.stamps = torch.zeros(cap, dtype=torch.int64, device=d)
         self.weights = torch.zeros(cap, dtype=torch.float32, device=d)
         self.positions = torch.zeros(cap, 3, dtype=torch.float32, device=d)
+        self.normals = torch.zeros(cap, 3, dtype=torch.float16, device=d)
         self.latents = torch.zeros(cap, C, dtype=self.config.storage_dtype, device=d)
 
     def _arrays(self) -> tuple[Tensor, ...]:
-        return (self.keys, self.stamps, self.weights, self.positions, self.latents)
+        return (self.keys, self.stamps, self.weights, self.positions, self.normals, self.latents)
 
     @property
     def capacity(self) -> int:
@@ -268,8 +269,12 @@ class LatentSpatialMemory:
             :, None
         ]
         pos = (self.positions[upd] * w_old[:, None] + cells.position_sums[found]) / w_sum[:, None]
+        nrm = (self.normals[upd].float() * w_old[:, None] + cells.normal_sums[found]) / w_sum[
+            :, None
+        ]
         self.latents[upd] = lat.to(self.latents.dtype)
         self.positions[upd] = pos
+        self.normals[upd] = nrm.to(self.normals.dtype)
         self.weights[upd] = w_sum.clamp(max=self.config.max_weight)
         self.stamps[upd] = stamp_ns
 
@@ -317,6 +322,7 @@ class LatentSpatialMemory:
         self.keys[slots] = cells.keys[new_idx]
         self.latents[slots] = (cells.latent_sums[new_idx] / cnt[:, None]).to(self.latents.dtype)
         self.positions[slots] = cells.position_sums[new_idx] / cnt[:, None]
+        self.normals[slots] = (cells.normal_sums[new_idx] / cnt[:, None]).to(self.normals.dtype)
         self.weights[slots] = cnt.clamp(max=self.config.max_weight)
         self.stamps[slots] = stamp_ns
         self.n_used += n_new
@@ -347,9 +353,10 @@ class LatentSpatialMemory:
         live: Tensor | None = None  # slot of each rendered point (None: identity, no holes)
         if self._n_live == self.n_used:  # the usual case: no gather needed
             pos, ids = self.positions[: self.n_used], self.keys[: self.n_used]
+            nrm = self.normals[: self.n_used]
         else:
             live = self._live_slots()
-            pos, ids = self.positions[live], self.keys[live]
+            pos, ids, nrm = self.positions[live], self.keys[live], self.normals[live]
         hits = zbuffer_splat(
             pos,
             ids,
@@ -362,6 +369,7 @@ class LatentSpatialMemory:
             size_m=self.config.voxel_size_m,
             front_band_m=self.config.render_surface_band_m or None,
             blend=self.config.render_blend and self.config.render_surface_band_m > 0,
+            normals=nrm if self.config.render_backface_cull else None,
         )
         cov = hits.index >= 0
         B, C = Kb.shape[0], self.config.latent_channels

@@ -42,16 +42,22 @@ __all__ = [
 ]
 
 FORMAT_NAME = "mirage_memory"
-FORMAT_VERSION = 1
+#: 2 added the voxels' fused surface normals; version 1 files load with none (never culled)
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 _MAX_HEADER_BYTES = 1 << 20
-#: refuse files larger than this many times the budget they must fit in (+ slack)
-_TENSOR_ORDER = ("keys", "stamps", "weights", "positions", "latents")
+_TENSOR_ORDER = ("keys", "stamps", "weights", "positions", "normals", "latents")
+_TENSOR_ORDER_V1 = ("keys", "stamps", "weights", "positions", "latents")
 _ST_DTYPES = {"F16": torch.float16, "F32": torch.float32, "I64": torch.int64}
 
 
-def _checksum(tensors: dict[str, torch.Tensor]) -> str:
+def _tensor_names(version: int) -> tuple[str, ...]:
+    return _TENSOR_ORDER_V1 if version == 1 else _TENSOR_ORDER
+
+
+def _checksum(tensors: dict[str, torch.Tensor], version: int = FORMAT_VERSION) -> str:
     h = hashlib.sha256()
-    for name in _TENSOR_ORDER:
+    for name in _tensor_names(version):
         t = tensors[name].contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
@@ -68,6 +74,7 @@ def save_memory(memory: LatentSpatialMemory, path: Path) -> None:
         "stamps": memory.stamps[s].cpu().contiguous(),
         "weights": memory.weights[s].cpu().contiguous(),
         "positions": memory.positions[s].cpu().contiguous(),
+        "normals": memory.normals[s].cpu().contiguous(),
         "latents": memory.latents[s].cpu().contiguous(),
     }
     cam = memory.last_camera_position
@@ -151,13 +158,20 @@ def read_memory_file(
         tensors = st_load(blob)
     except Exception as exc:  # safetensors raises its own error types
         raise MemoryFileError(f"refusing memory file {path}: corrupt tensors ({exc})") from exc
-    _expect(set(tensors) == set(_TENSOR_ORDER), path, "unexpected tensor names")
-    _expect(_checksum(tensors) == header["checksum_sha256"], path, "checksum mismatch (corrupt)")
+    version = int(header["format_version"])
+    _expect(set(tensors) == set(_tensor_names(version)), path, "unexpected tensor names")
+    _expect(
+        _checksum(tensors, version) == header["checksum_sha256"],
+        path,
+        "checksum mismatch (corrupt)",
+    )
+    if version == 1:  # no normals were stored: zero ones are never culled
+        tensors["normals"] = torch.zeros(tensors["positions"].shape, dtype=torch.float16)
     keys, w = tensors["keys"], tensors["weights"]
     _expect(bool((keys >= 0).all()), path, "negative voxel keys")
     _expect(bool((keys[1:] > keys[:-1]).all()), path, "voxel keys not strictly increasing")
     _expect(bool((torch.isfinite(w) & (w > 0)).all()), path, "non-positive or non-finite weight")
-    for name in ("positions", "latents"):
+    for name in ("positions", "normals", "latents"):
         _expect(bool(torch.isfinite(tensors[name]).all()), path, f"non-finite {name}")
     return header, tensors
 
@@ -167,7 +181,11 @@ def _check_header(
 ) -> None:
     _expect(header.get("format") == FORMAT_NAME, path, f"not a {FORMAT_NAME} file")
     ver = header.get("format_version")
-    _expect(ver == FORMAT_VERSION, path, f"format version {ver!r}, expected {FORMAT_VERSION}")
+    _expect(
+        ver in _READABLE_VERSIONS,
+        path,
+        f"format version {ver!r}, this build reads {', '.join(map(str, _READABLE_VERSIONS))}",
+    )
     for key in ("voxel_size_m", "latent_channels", "num_voxels", "checksum_sha256", "config"):
         _expect(key in header, path, f"header lacks {key!r}")
     N, C = header["num_voxels"], header["latent_channels"]
@@ -180,8 +198,11 @@ def _check_header(
         "stamps": ("I64", [N]),
         "weights": ("F32", [N]),
         "positions": ("F32", [N, 3]),
+        "normals": ("F16", [N, 3]),
         "latents": (lat_dt, [N, C]),
     }
+    if ver == 1:
+        del expected["normals"]
     names = {k for k in st_header if k != "__metadata__"}
     _expect(names == set(expected), path, f"tensors {sorted(names)}, expected {sorted(expected)}")
     spans = []
@@ -224,6 +245,7 @@ def memory_from_tensors(
     mem.stamps[:] = tensors["stamps"].to(d)
     mem.weights[:] = tensors["weights"].to(d)
     mem.positions[:] = tensors["positions"].to(d)
+    mem.normals[:] = tensors["normals"].to(d)
     mem.latents[:] = tensors["latents"].to(device=d, dtype=mem.latents.dtype)
     mem.n_used = N
     mem._n_live = N

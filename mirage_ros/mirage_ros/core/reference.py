@@ -4,6 +4,8 @@ Plain Python loops over cells, voxels and pixels, float64 numpy, a dict keyed by
 voxel coordinates. It follows the same rules as the fast path, written the naive way:
 
 * integrate: every valid cell is unprojected and dropped in voxel ``floor(p / voxel_size_m)``;
+  its normal is the cross product of the central differences of its neighbours' points, turned
+  to face the camera (zero on the border, next to invalid cells and across depth edges);
   per frame the cells of one voxel are summed; an existing voxel takes the weighted running
   mean (weight += cells, capped at ``max_weight``), a new one the cells' mean; then existing
   voxels not touched by this frame are carved when the minimum observed depth over the 2x2
@@ -12,6 +14,7 @@ voxel coordinates. It follows the same rules as the fast path, written the naive
 * render: every voxel is projected to ``floor(u + 0.5), floor(v + 0.5)`` and splatted to the
   pixels within ``r`` of it whose centres lie within ``max(0.5 * voxel_size_m * f / z, 0.5)``
   of the sub-pixel projection; a pixel keeps the smallest ``(z, key & 0xffffffff, key)``.
+  With back-face culling, a voxel whose normal points away from the camera is skipped.
 
 No budget and no eviction (use a budget the test scenes never reach).
 """
@@ -26,7 +29,9 @@ import numpy as np
 from torch import Tensor
 
 from mirage_ros.core.config import MemoryConfig
+from mirage_ros.core.integrate import NORMAL_MAX_DEPTH_STEP
 from mirage_ros.core.voxel_hash import KEY_BITS, KEY_OFFSET
+from mirage_ros.core.zbuffer import BACKFACE_COS
 
 __all__ = ["ReferenceLatentMemory", "ReferenceRender"]
 
@@ -35,6 +40,7 @@ __all__ = ["ReferenceLatentMemory", "ReferenceRender"]
 class _Voxel:
     latent: np.ndarray
     position: np.ndarray
+    normal: np.ndarray
     weight: float
     stamp_ns: int
 
@@ -58,6 +64,33 @@ def _packed(ijk: tuple[int, int, int]) -> int:
     return (i << (2 * KEY_BITS)) | (j << KEY_BITS) | k
 
 
+def _normal(depth: np.ndarray, valid: np.ndarray, Kn: np.ndarray, v: int, u: int) -> np.ndarray:
+    """Camera-frame unit normal of cell (v, u) facing the camera; zero where unknown."""
+    h, w = depth.shape
+    if not (0 < u < w - 1 and 0 < v < h - 1):
+        return np.zeros(3)
+    if not all(
+        valid[vv, uu] for vv, uu in ((v, u), (v, u - 1), (v, u + 1), (v - 1, u), (v + 1, u))
+    ):
+        return np.zeros(3)
+
+    def point(vv: int, uu: int) -> np.ndarray:
+        z = depth[vv, uu]
+        return np.array([(uu - Kn[0, 2]) / Kn[0, 0] * z, (vv - Kn[1, 2]) / Kn[1, 1] * z, z])
+
+    z = depth[v, u]
+    if abs(depth[v, u + 1] - depth[v, u - 1]) > NORMAL_MAX_DEPTH_STEP * z:
+        return np.zeros(3)
+    if abs(depth[v + 1, u] - depth[v - 1, u]) > NORMAL_MAX_DEPTH_STEP * z:
+        return np.zeros(3)
+    n: np.ndarray = np.cross(point(v, u + 1) - point(v, u - 1), point(v + 1, u) - point(v - 1, u))
+    length = float(np.linalg.norm(n))
+    if length == 0.0:
+        return np.zeros(3)
+    n = n / length
+    return -n if float(n @ point(v, u)) > 0 else n
+
+
 @dataclass
 class ReferenceLatentMemory:
     """The reference memory; ``voxels`` maps (i, j, k) -> voxel state."""
@@ -75,37 +108,45 @@ class ReferenceLatentMemory:
         Kn = K.detach().double().cpu().numpy()
         T = T_world_camera.detach().double().cpu().numpy()
         h, w = depth.shape
-        valid = np.zeros((h, w), dtype=bool)
+        valid = np.array(
+            [
+                [math.isfinite(z) and cfg.min_depth_m <= z <= cfg.max_depth_m for z in row]
+                for row in depth
+            ]
+        ).reshape(h, w)
         sums: dict[tuple[int, int, int], list[Any]] = {}
         for v in range(h):
             for u in range(w):
-                z = depth[v, u]
-                if not (math.isfinite(z) and cfg.min_depth_m <= z <= cfg.max_depth_m):
+                if not valid[v, u]:
                     continue
-                valid[v, u] = True
+                z = depth[v, u]
                 pc = np.array([(u - Kn[0, 2]) / Kn[0, 0] * z, (v - Kn[1, 2]) / Kn[1, 1] * z, z])
                 pw = T[:3, :3] @ pc + T[:3, 3]
                 vs = cfg.voxel_size_m
                 key = (math.floor(pw[0] / vs), math.floor(pw[1] / vs), math.floor(pw[2] / vs))
-                acc = sums.setdefault(key, [np.zeros(lat.shape[0]), np.zeros(3), 0])
+                acc = sums.setdefault(key, [np.zeros(lat.shape[0]), np.zeros(3), np.zeros(3), 0])
                 acc[0] += lat[:, v, u]
                 acc[1] += pw
-                acc[2] += 1
+                acc[2] += T[:3, :3] @ _normal(depth, valid, Kn, v, u)  # world frame
+                acc[3] += 1
         updated = set()
-        for key, (ls, ps, n) in sums.items():
+        for key, (ls, ps, ns, n) in sums.items():
             vox = self.voxels.get(key)
             if vox is not None:
                 ws = vox.weight + n
                 vox.latent = (vox.latent * vox.weight + ls) / ws
                 vox.position = (vox.position * vox.weight + ps) / ws
+                vox.normal = (vox.normal * vox.weight + ns) / ws
                 vox.weight = min(ws, cfg.max_weight)
                 vox.stamp_ns = stamp_ns
                 updated.add(key)
         if cfg.carve_free_space:
             self._carve(depth, valid, Kn, T, updated)
-        for key, (ls, ps, n) in sums.items():
+        for key, (ls, ps, ns, n) in sums.items():
             if key not in self.voxels:
-                self.voxels[key] = _Voxel(ls / n, ps / n, min(float(n), cfg.max_weight), stamp_ns)
+                self.voxels[key] = _Voxel(
+                    ls / n, ps / n, ns / n, min(float(n), cfg.max_weight), stamp_ns
+                )
 
     def _carve(
         self,
@@ -166,6 +207,10 @@ class ReferenceLatentMemory:
         cands = {}
         r = cfg.splat_radius_px if splat_radius_px is None else splat_radius_px
         for key, vox in self.voxels.items():
+            if cfg.render_backface_cull:
+                toward = T[:3, 3] - vox.position
+                if vox.normal @ toward < -BACKFACE_COS * np.linalg.norm(toward):
+                    continue
             p = R_cw @ vox.position + t_cw
             z = p[2]
             if z <= cfg.min_depth_m:

@@ -17,6 +17,11 @@ surfaces thus close the gaps between voxels, while far points stay one pixel and
 not bloated beyond the voxel's true extent. Only points whose square reaches beyond
 ``_SMALL_RADIUS`` pixels are tested on the full ``(2r+1)^2`` square, so a large cap costs only
 for the near points.
+
+Back-face culling (``normals``): a point whose fused surface normal faces away from the camera
+(``n . (c - x) < -BACKFACE_COS * |c - x|``, with ``|n| <= 1`` the mean of unit normals) is
+dropped before the z-buffer, so a thin wall's far face never blends into its near face. A point
+without a normal (zero) or with one that averaged out (seen from both sides) is never dropped.
 """
 
 from __future__ import annotations
@@ -28,7 +33,10 @@ from torch import Tensor
 
 from mirage_ros.core.geometry import invert_pose
 
-__all__ = ["ZBufferResult", "zbuffer_splat"]
+__all__ = ["BACKFACE_COS", "ZBufferResult", "zbuffer_splat"]
+
+#: a point is culled when the camera lies this far (cosine) behind its surface normal's plane
+BACKFACE_COS = 0.2
 
 _LOW32 = 0xFFFFFFFF
 #: views are processed in chunks so that views x points stays below this
@@ -70,6 +78,7 @@ def zbuffer_splat(
     size_m: float | None = None,
     front_band_m: float | None = None,
     blend: bool = False,
+    normals: Tensor | None = None,
 ) -> ZBufferResult:
     """Render the nearest point per pixel for B views in one pass.
 
@@ -78,7 +87,9 @@ def zbuffer_splat(
     splat radius cap; size_m: the points' physical size for the footprint (None = always
     ``max_radius_px``); front_band_m: see the module doc; blend (needs front_band_m): also
     return every front-surface candidate with the tent weight
-    ``max(1 - |du|, 1e-3) * max(1 - |dv|, 1e-3)`` of its offset from the pixel centre.
+    ``max(1 - |du|, 1e-3) * max(1 - |dv|, 1e-3)`` of its offset from the pixel centre;
+    normals: (N, 3) world-frame surface normals (any float dtype) for back-face culling (None:
+    no culling).
     """
     if blend and front_band_m is None:
         raise ValueError("zbuffer_splat: blend needs front_band_m")
@@ -91,7 +102,7 @@ def zbuffer_splat(
             zbuffer_splat(
                 points_world, point_ids, K[i : i + step], T_world_camera[i : i + step],
                 height=height, width=width, near_m=near_m, max_radius_px=max_radius_px,
-                size_m=size_m, front_band_m=front_band_m, blend=blend,
+                size_m=size_m, front_band_m=front_band_m, blend=blend, normals=normals,
             )
             for i in range(0, B, step)
         ]  # fmt: skip
@@ -143,6 +154,15 @@ def zbuffer_splat(
         return ZBufferResult(index, depth, offset, *nothing)
     b_idx = torch.div(flat, n_pts, rounding_mode="floor")
     n_idx = flat - b_idx * n_pts
+    if normals is not None:  # back-face culling, on the points inside the views only
+        cam = T_world_camera[:, :3, 3].to(device=device, dtype=torch.float32)
+        toward = cam[b_idx] - points_world[n_idx]
+        facing = (normals[n_idx].float() * toward).sum(dim=1)
+        ok = facing >= -BACKFACE_COS * toward.norm(dim=1)
+        if not bool(ok.all()):
+            flat, b_idx, n_idx = flat[ok], b_idx[ok], n_idx[ok]
+            if flat.numel() == 0:
+                return ZBufferResult(index, depth, offset, *nothing)
     zk = z.reshape(-1).index_select(0, flat)
     uf = u_f.reshape(-1).index_select(0, flat)
     vf = v_f.reshape(-1).index_select(0, flat)

@@ -106,6 +106,31 @@ def test_refuses_other_format_version(tmp_path: Path, good: bytes) -> None:
     _refused(tmp_path, _rewrite_header(good, {"format_version": 99}), "version")
 
 
+def test_reads_version_1_files_without_normals(tmp_path: Path) -> None:
+    """A file written before normals were stored loads with zero normals (never culled)."""
+    from mirage_ros.core.persistence import _checksum
+    from safetensors.torch import load, save
+
+    mem = make()
+    path = tmp_path / "m.safetensors"
+    mem.save(path)
+    data = path.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(json.loads(data[8 : 8 + n])["__metadata__"]["mirage"])
+    tensors = load(data)
+    del tensors["normals"]
+    header.update(format_version=1, checksum_sha256=_checksum(tensors, version=1))
+    old = tmp_path / "v1.safetensors"
+    old.write_bytes(save(tensors, metadata={"mirage": json.dumps(header)}))
+    loaded = LatentSpatialMemory.from_file(old, device="cpu")
+    assert loaded.num_voxels == mem.num_voxels
+    assert not bool(loaded.normals.any())
+    mem.normals.zero_()
+    assert same(mem.render(K, VIEW, H, W), loaded.render(K, VIEW, H, W))
+    loaded.save(path)  # and it is written back in the current version, normals included
+    assert LatentSpatialMemory.from_file(path, device="cpu").num_voxels == mem.num_voxels
+
+
 def test_refuses_other_latent_size(tmp_path: Path) -> None:
     path = tmp_path / "c8.safetensors"
     make(c=8).save(path)

@@ -65,6 +65,7 @@ def test_same_voxels_with_same_fused_values(
         assert float(fast.weights[s]) == pytest.approx(v.weight, abs=1e-4)
         np.testing.assert_allclose(fast.latents[s].numpy(), v.latent, atol=1e-4)
         np.testing.assert_allclose(fast.positions[s].numpy(), v.position, atol=1e-4)
+        np.testing.assert_allclose(fast.normals[s].float().numpy(), v.normal, atol=2e-3)  # float16
 
 
 def test_renders_agree(pair: tuple[LatentSpatialMemory, ReferenceLatentMemory]) -> None:
