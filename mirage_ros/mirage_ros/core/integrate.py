@@ -122,32 +122,30 @@ def prepare_frame(
 def cell_normals(depth_m: Tensor, valid: Tensor, K: Tensor) -> Tensor:
     """Camera-frame unit surface normals of a depth grid's cells -> (h, w, 3), zero where unknown.
 
-    The normal of cell (v, u) is the cross product of the central differences of the
-    unprojected points, ``P[v, u+1] - P[v, u-1]`` and ``P[v+1, u] - P[v-1, u]``, turned to face
-    the camera. It is unknown (zero) on the border, where the cell or one of its four neighbours
-    is invalid, and across depth edges: where the two neighbours along either axis differ in
-    depth by more than ``NORMAL_MAX_DEPTH_STEP`` times the cell's depth.
+    The normal of cell (v, u) is the cross product of the differences of its neighbours' points,
+    ``P[v, u+1] - P[v, u-1]`` and ``P[v+1, u] - P[v-1, u]`` (on the border the cell itself
+    stands in for the missing neighbour: a one-sided difference), turned to face the camera. It
+    is unknown (zero) where the cell or one of its neighbours is invalid, and across depth
+    edges: where the two neighbours along either axis differ in depth by more than
+    ``NORMAL_MAX_DEPTH_STEP`` times the cell's depth.
     """
-    h, w = depth_m.shape
-    normals = torch.zeros(h, w, 3, dtype=torch.float32, device=depth_m.device)
-    if h < 3 or w < 3:
-        return normals
-    P = unproject(depth_m.to(torch.float32), K)
-    z = P[..., 2]
-    zc = z[1:-1, 1:-1]
+    P = functional.pad(
+        unproject(depth_m.to(torch.float32), K).permute(2, 0, 1)[None], (1, 1, 1, 1), "replicate"
+    )[0].permute(1, 2, 0)  # (h + 2, w + 2, 3): the border repeats its cells
+    ok = functional.pad(valid[None, None].float(), (1, 1, 1, 1), "replicate")[0, 0] > 0
+    z, zc = P[..., 2], P[1:-1, 1:-1, 2]
     gx = P[1:-1, 2:] - P[1:-1, :-2]
     gy = P[2:, 1:-1] - P[:-2, 1:-1]
-    ok = valid[1:-1, 1:-1] & valid[1:-1, 2:] & valid[1:-1, :-2] & valid[2:, 1:-1] & valid[:-2, 1:-1]
-    ok &= (z[1:-1, 2:] - z[1:-1, :-2]).abs() <= NORMAL_MAX_DEPTH_STEP * zc
-    ok &= (z[2:, 1:-1] - z[:-2, 1:-1]).abs() <= NORMAL_MAX_DEPTH_STEP * zc
+    good = ok[1:-1, 1:-1] & ok[1:-1, 2:] & ok[1:-1, :-2] & ok[2:, 1:-1] & ok[:-2, 1:-1]
+    good &= (z[1:-1, 2:] - z[1:-1, :-2]).abs() <= NORMAL_MAX_DEPTH_STEP * zc
+    good &= (z[2:, 1:-1] - z[:-2, 1:-1]).abs() <= NORMAL_MAX_DEPTH_STEP * zc
     n = torch.linalg.cross(gx, gy, dim=-1)
     length = n.norm(dim=-1)
-    ok &= length > 0
+    good &= length > 0
     n = n / length.clamp_min(1e-30)[..., None]
-    facing = (n * P[1:-1, 1:-1]).sum(dim=-1) > 0  # pointing away from the camera: flip it
-    n = torch.where(facing[..., None], -n, n)
-    normals[1:-1, 1:-1] = torch.where(ok[..., None], n, torch.zeros_like(n))
-    return normals
+    away = (n * P[1:-1, 1:-1]).sum(dim=-1) > 0  # pointing away from the camera: flip it
+    n = torch.where(away[..., None], -n, n)
+    return torch.where(good[..., None], n, torch.zeros_like(n))
 
 
 def frame_cells(frame: Frame, config: MemoryConfig) -> FrameCells:

@@ -4,8 +4,8 @@ Plain Python loops over cells, voxels and pixels, float64 numpy, a dict keyed by
 voxel coordinates. It follows the same rules as the fast path, written the naive way:
 
 * integrate: every valid cell is unprojected and dropped in voxel ``floor(p / voxel_size_m)``;
-  its normal is the cross product of the central differences of its neighbours' points, turned
-  to face the camera (zero on the border, next to invalid cells and across depth edges);
+  its normal is the cross product of the differences of its neighbours' points (one-sided on
+  the border), turned to face the camera (zero next to invalid cells and across depth edges);
   per frame the cells of one voxel are summed; an existing voxel takes the weighted running
   mean (weight += cells, capped at ``max_weight``), a new one the cells' mean; then existing
   voxels not touched by this frame are carved when the minimum observed depth over the 2x2
@@ -67,11 +67,8 @@ def _packed(ijk: tuple[int, int, int]) -> int:
 def _normal(depth: np.ndarray, valid: np.ndarray, Kn: np.ndarray, v: int, u: int) -> np.ndarray:
     """Camera-frame unit normal of cell (v, u) facing the camera; zero where unknown."""
     h, w = depth.shape
-    if not (0 < u < w - 1 and 0 < v < h - 1):
-        return np.zeros(3)
-    if not all(
-        valid[vv, uu] for vv, uu in ((v, u), (v, u - 1), (v, u + 1), (v - 1, u), (v + 1, u))
-    ):
+    left, right, up, down = max(u - 1, 0), min(u + 1, w - 1), max(v - 1, 0), min(v + 1, h - 1)
+    if not all(valid[vv, uu] for vv, uu in ((v, u), (v, left), (v, right), (up, u), (down, u))):
         return np.zeros(3)
 
     def point(vv: int, uu: int) -> np.ndarray:
@@ -79,11 +76,11 @@ def _normal(depth: np.ndarray, valid: np.ndarray, Kn: np.ndarray, v: int, u: int
         return np.array([(uu - Kn[0, 2]) / Kn[0, 0] * z, (vv - Kn[1, 2]) / Kn[1, 1] * z, z])
 
     z = depth[v, u]
-    if abs(depth[v, u + 1] - depth[v, u - 1]) > NORMAL_MAX_DEPTH_STEP * z:
+    if abs(depth[v, right] - depth[v, left]) > NORMAL_MAX_DEPTH_STEP * z:
         return np.zeros(3)
-    if abs(depth[v + 1, u] - depth[v - 1, u]) > NORMAL_MAX_DEPTH_STEP * z:
+    if abs(depth[down, u] - depth[up, u]) > NORMAL_MAX_DEPTH_STEP * z:
         return np.zeros(3)
-    n: np.ndarray = np.cross(point(v, u + 1) - point(v, u - 1), point(v + 1, u) - point(v - 1, u))
+    n: np.ndarray = np.cross(point(v, right) - point(v, left), point(down, u) - point(up, u))
     length = float(np.linalg.norm(n))
     if length == 0.0:
         return np.zeros(3)

@@ -33,9 +33,8 @@ def test_a_tilted_plane_gets_its_normal_facing_the_camera() -> None:
     depth = (2.0 / (1.0 - 0.5 * x_over_z)).expand(9, 9).clone()
     n = _normals(depth, Kf)
     expected = torch.tensor([0.5, 0.0, -1.0]) / math.sqrt(1.25)  # facing the camera: n_z < 0
-    inner = n[1:-1, 1:-1].reshape(-1, 3)
-    torch.testing.assert_close(inner, expected.expand_as(inner), atol=1e-5, rtol=0)
-    assert bool((n[0] == 0).all() and (n[-1] == 0).all() and (n[:, 0] == 0).all())
+    every = n.reshape(-1, 3)  # the border cells too (one-sided differences lie in the plane)
+    torch.testing.assert_close(every, expected.expand_as(every), atol=1e-5, rtol=0)
 
 
 def test_no_normal_at_depth_edges_or_next_to_invalid_cells() -> None:
@@ -91,10 +90,9 @@ def test_the_far_face_of_a_thin_wall_is_culled_and_the_near_face_wins() -> None:
         seen = r.coverage[0]  # type: ignore[attr-defined]
         return float((x[seen] > near_x + 0.045).double().mean())
 
-    # without culling the band lets the far face win half the pixels; with it only the far
-    # voxels seen on the image border remain (no normal there, so never culled)
+    # without culling the band lets the far face win half the pixels
     assert far_face_share(without) > 0.3
-    assert far_face_share(with_cull) < 0.01
+    assert far_face_share(with_cull) == 0.0
     # and the culled render is the near face's latents alone: no far-face latent blended in
     both = with_cull.coverage[0] & torch.isfinite(truth)
     near_only = _near_only_memory().render(K, T, H, W)
