@@ -106,12 +106,12 @@ class MemoryConfig:
         "render: blend a pixel's front-surface points by a tent weight on their offset from the "
         "pixel centre (false: the centre-closest one)",
     )
-    #: render: hide voxels seen from behind their fused surface normal (the far face of a thin
-    #: wall must not show through the near one, whatever the surface band)
+    #: render: voxels seen from behind their fused surface normal occlude but never show (the far
+    #: face of a thin wall must not tint the near one, whatever the surface band)
     render_backface_cull: bool = _f(
         True,
-        "render: hide voxels whose observed surface faces away from the camera (a thin wall's "
-        "far face behind its near one)",
+        "render: voxels whose observed surface faces away from the camera occlude but never show "
+        "(a thin wall's far face, the unseen side of a wall)",
     )
     #: storage dtype of the fused latents ("float16" halves the dominant per-voxel cost)
     latent_dtype: str = _f("float16", "storage dtype of fused latents: 'float16' or 'float32'")

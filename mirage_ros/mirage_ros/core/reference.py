@@ -14,7 +14,9 @@ voxel coordinates. It follows the same rules as the fast path, written the naive
 * render: every voxel is projected to ``floor(u + 0.5), floor(v + 0.5)`` and splatted to the
   pixels within ``r`` of it whose centres lie within ``max(0.5 * voxel_size_m * f / z, 0.5)``
   of the sub-pixel projection; a pixel keeps the smallest ``(z, key & 0xffffffff, key)``.
-  With back-face culling, a voxel whose normal points away from the camera is skipped.
+  With back-face culling, a voxel whose normal points away from the camera counts for the
+  pixel's nearest depth but never wins it (a pixel whose front surface is all back faces stays
+  empty).
 
 No budget and no eviction (use a budget the test scenes never reach).
 """
@@ -203,11 +205,12 @@ class ReferenceLatentMemory:
         ]
         cands = {}
         r = cfg.splat_radius_px if splat_radius_px is None else splat_radius_px
+        back_faces: set[tuple[int, int, int]] = set()  # they occlude but never win
         for key, vox in self.voxels.items():
             if cfg.render_backface_cull:
                 toward = T[:3, 3] - vox.position
                 if vox.normal @ toward < -BACKFACE_COS * np.linalg.norm(toward):
-                    continue
+                    back_faces.add(key)
             p = R_cw @ vox.position + t_cw
             z = p[2]
             if z <= cfg.min_depth_m:
@@ -231,16 +234,20 @@ class ReferenceLatentMemory:
                         cand = (float(np.float32(z)), d2, pk & 0xFFFFFFFF, pk, key, tent, off)
                         cands.setdefault((vv, uu), []).append(cand)
         # the nearest wins; with a surface band, among the points within the band of the nearest
-        # the one projected closest to the pixel centre wins; ties by id
+        # the one projected closest to the pixel centre wins; ties by id; a back face counts for
+        # the nearest depth but never wins (no front-facing point left: the pixel stays empty)
         # with render_blend, a pixel with several front candidates shows their tent-weighted mean
         band = cfg.render_surface_band_m
         best: dict[tuple[int, int], tuple[float, int, int, tuple[int, int, int]]] = {}
         blended: dict[tuple[int, int], np.ndarray] = {}
         offsets: dict[tuple[int, int], np.ndarray] = {}
         for pix, cs in cands.items():
+            z_near = min(c[0] for c in cs)
             if band > 0:
-                z_front = float(np.float32(min(c[0] for c in cs)) + np.float32(band))
-                front = [c for c in cs if c[0] <= z_front]
+                z_front = float(np.float32(z_near) + np.float32(band))
+                front = [c for c in cs if c[0] <= z_front and c[4] not in back_faces]
+                if not front:
+                    continue
                 z, _, low, pk, key, _, off = min(front, key=lambda c: (c[1], c[2], c[3]))
                 offsets[pix] = np.array(off)
                 if cfg.render_blend and len(front) > 1:
@@ -250,7 +257,10 @@ class ReferenceLatentMemory:
                     offs = np.array([c[6] for c in front])
                     offsets[pix] = (w[:, None] * offs).sum(axis=0) / w.sum()
             else:
-                z, _, low, pk, key, _, off = min(cs, key=lambda c: (c[0], c[2], c[3]))
+                front = [c for c in cs if c[0] == z_near and c[4] not in back_faces]
+                if not front:
+                    continue
+                z, _, low, pk, key, _, off = min(front, key=lambda c: (c[0], c[2], c[3]))
                 offsets[pix] = np.array(off)
             best[pix] = (z, low, pk, key)
         lat = np.zeros((C, height, width))

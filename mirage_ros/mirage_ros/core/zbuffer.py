@@ -18,10 +18,13 @@ not bloated beyond the voxel's true extent. Only points whose square reaches bey
 ``_SMALL_RADIUS`` pixels are tested on the full ``(2r+1)^2`` square, so a large cap costs only
 for the near points.
 
-Back-face culling (``normals``): a point whose fused surface normal faces away from the camera
-(``n . (c - x) < -BACKFACE_COS * |c - x|``, with ``|n| <= 1`` the mean of unit normals) is
-dropped before the z-buffer, so a thin wall's far face never blends into its near face. A point
-without a normal (zero) or with one that averaged out (seen from both sides) is never dropped.
+Back faces (``normals``): a point whose fused surface normal faces away from the camera
+(``n . (c - x) < -BACKFACE_COS * |c - x|``, with ``|n| <= 1`` the mean of unit normals) still
+occludes -- it counts for the pixel's nearest depth -- but never wins a pixel or joins a blend.
+So a thin wall's far face never blends into its near face, and where the near face was never
+observed the pixel stays empty instead of showing the far face's texture or what lies behind
+the wall. A point without a normal (zero) or with one that averaged out (seen from both sides)
+is never a back face.
 """
 
 from __future__ import annotations
@@ -88,8 +91,8 @@ def zbuffer_splat(
     ``max_radius_px``); front_band_m: see the module doc; blend (needs front_band_m): also
     return every front-surface candidate with the tent weight
     ``max(1 - |du|, 1e-3) * max(1 - |dv|, 1e-3)`` of its offset from the pixel centre;
-    normals: (N, 3) world-frame surface normals (any float dtype) for back-face culling (None:
-    no culling).
+    normals: (N, 3) world-frame surface normals (any float dtype): back faces occlude but never
+    win a pixel (None: no back faces).
     """
     if blend and front_band_m is None:
         raise ValueError("zbuffer_splat: blend needs front_band_m")
@@ -154,15 +157,14 @@ def zbuffer_splat(
         return ZBufferResult(index, depth, offset, *nothing)
     b_idx = torch.div(flat, n_pts, rounding_mode="floor")
     n_idx = flat - b_idx * n_pts
-    if normals is not None:  # back-face culling, on the points inside the views only
+    back: Tensor | None = None  # back faces occlude but never win a pixel
+    if normals is not None:
         cam = T_world_camera[:, :3, 3].to(device=device, dtype=torch.float32)
         toward = cam[b_idx] - points_world[n_idx]
         facing = (normals[n_idx].float() * toward).sum(dim=1)
-        ok = facing >= -BACKFACE_COS * toward.norm(dim=1)
-        if not bool(ok.all()):
-            flat, b_idx, n_idx = flat[ok], b_idx[ok], n_idx[ok]
-            if flat.numel() == 0:
-                return ZBufferResult(index, depth, offset, *nothing)
+        back = facing < -BACKFACE_COS * toward.norm(dim=1)
+        if not bool(back.any()):
+            back = None
     zk = z.reshape(-1).index_select(0, flat)
     uf = u_f.reshape(-1).index_select(0, flat)
     vf = v_f.reshape(-1).index_select(0, flat)
@@ -183,23 +185,31 @@ def zbuffer_splat(
         vk = vk[e_idx] + ddy
         b_idx, n_idx, zk = b_idx[e_idx], n_idx[e_idx], zk[e_idx]
         uf, vf = uf[e_idx], vf[e_idx]
+        back = None if back is None else back[e_idx]
     inside = (uk >= 0) & (uk < width) & (vk >= 0) & (vk < height)
     b_idx, n_idx, zk, uk, vk = b_idx[inside], n_idx[inside], zk[inside], uk[inside], vk[inside]
     uf, vf = uf[inside], vf[inside]
+    back = None if back is None else back[inside]
     pix = b_idx * hw + vk * width + uk
     ids = point_ids[n_idx]
     zbits = zk.contiguous().view(torch.int32).to(torch.int64)
     du = uf - uk.to(torch.float32)  # where the point projects, relative to the pixel centre
     dv = vf - vk.to(torch.float32)
-    if front_band_m is not None:
-        # keep the front surface (z within the band of the pixel's nearest), then let the point
-        # projected closest to the pixel centre win: no sub-cell drift toward nearer voxels
+    if front_band_m is not None or back is not None:
+        # keep the front surface (z within the band of the pixel's nearest, back faces included
+        # in that nearest but never kept), then let the point projected closest to the pixel
+        # centre win: no sub-cell drift toward nearer voxels
         zmin = torch.full((B * hw,), float("inf"), dtype=torch.float32, device=device)
         zmin.scatter_reduce_(0, pix, zk, reduce="amin", include_self=True)
-        front = zk <= zmin[pix] + front_band_m
+        front = zk <= zmin[pix] + (front_band_m or 0.0)
+        if back is not None:
+            front &= ~back
         pix, ids, zk, n_idx = pix[front], ids[front], zk[front], n_idx[front]
         du, dv = du[front], dv[front]
-        zbits = (du**2 + dv**2).contiguous().view(torch.int32).to(torch.int64)
+        if front_band_m is not None:
+            zbits = (du**2 + dv**2).contiguous().view(torch.int32).to(torch.int64)
+        else:
+            zbits = zbits[front]
     packed = (zbits << 32) | (ids & _LOW32)
     best = torch.full((B * hw,), torch.iinfo(torch.int64).max, dtype=torch.int64, device=device)
     best.scatter_reduce_(0, pix, packed, reduce="amin", include_self=True)

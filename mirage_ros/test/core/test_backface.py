@@ -150,3 +150,39 @@ def test_the_reference_culls_the_same_voxels() -> None:
     assert (cov_f != ref.coverage).mean() <= 0.01
     both = cov_f & ref.coverage
     assert (abs(fast.depth_m[0].numpy() - ref.depth_m) < 1e-4)[both].mean() >= 0.99
+
+
+def test_a_back_face_hides_what_lies_behind_it() -> None:
+    """The wall's near face was never seen: its far face must not show, nor the room behind."""
+    back_wall = ((3.013, -3.017, -0.011), (3.071, 3.021, 2.513))
+    cfg = MemoryConfig(
+        device="cpu", latent_channels=3, latent_dtype="float32", voxel_size_m=0.05,
+        carve_free_space=False,
+    )  # fmt: skip
+    mem = LatentSpatialMemory(cfg)
+    for k in range(4):  # from between the walls: the back wall (facing -x) and the far face (+x)
+        for target_x in (6.0, -1.0):
+            T = look_at((2.2, -0.4 + 0.27 * k, 1.2), (target_x, 0.1 * k, 1.0))
+            d = raycast(K, T, H, W, [WALL, back_wall])
+            lat = surface_latents(d, K, T, 3)
+            mem.integrate(lat, torch.nan_to_num(d, posinf=0.0), K, T, k)
+    T = look_at((-0.3, 0.05, 1.1), (3.0, 0.0, 1.0))
+    r = mem.render(K, T, H, W)
+    # every ray meets the unseen near side first (but for a gap between two far-face splats)
+    assert float(r.coverage.float().mean()) < 0.01
+    mem.config = dataclasses.replace(cfg, render_backface_cull=False)
+    assert float(mem.render(K, T, H, W).coverage.float().mean()) > 0.7  # the far face shows
+
+
+def test_a_back_face_in_front_leaves_the_pixel_empty() -> None:
+    Kb = intrinsics(10, 10, 20.0).float()[None]
+    T = torch.eye(4)[None]
+    pts = torch.tensor([[0.0, 0.0, 2.0], [0.0, 0.0, 3.0]])  # 1 m apart: beyond any band
+    ids = torch.tensor([1, 2])
+    normals = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]])  # the near one faces away
+    for band in (None, 0.1):
+        kw = {"front_band_m": band, "blend": band is not None}
+        hit = zbuffer_splat(pts, ids, Kb, T, height=10, width=10, near_m=0.1, **kw)
+        assert int(hit.index[0, 5, 5]) == 0  # without normals the nearest wins
+        hit = zbuffer_splat(pts, ids, Kb, T, height=10, width=10, near_m=0.1, normals=normals, **kw)
+        assert int(hit.index[0, 5, 5]) == -1 and bool(torch.isnan(hit.depth_m[0, 5, 5]))
