@@ -3,19 +3,31 @@
 Each command module exposes ``add_arguments(parser)`` and ``run(args) -> int``; modules are
 imported lazily so ``mirage --help`` stays fast. Errors the project raises on purpose
 (:class:`MirageError`) are printed as one line on stderr with exit status 2; anything else is a
-bug and keeps its traceback.
+bug and keeps its traceback. Ctrl-C and SIGTERM both unwind the command (its ``finally`` blocks
+stop the nodes it started) and exit with 130 / 143.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 from mirage_ros.core.errors import MirageError
 
-__all__ = ["COMMANDS", "build_parser", "main"]
+__all__ = ["COMMANDS", "Terminated", "build_parser", "main"]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so that cleanup code runs."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(f"signal {signum}")
+
 
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -52,14 +64,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args._run(args))
     except MirageError as exc:
         print(f"mirage {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"mirage {args.command}: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"mirage {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
