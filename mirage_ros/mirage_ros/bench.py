@@ -184,7 +184,7 @@ def prefilled_memory(cfg: MemoryConfig, voxels: int, seed: int = 0) -> LatentSpa
         "stamps": torch.zeros(keys.numel(), dtype=torch.int64),
         "weights": torch.full((keys.numel(),), cfg.max_weight),
         "positions": pos,
-        # no normals: the back-face test still runs at render but culls nothing (an upper bound)
+        # no normals: the back-face test runs at render but finds none (an upper bound on cost)
         "normals": torch.zeros(keys.numel(), 3, dtype=torch.float16),
         "latents": torch.randn(keys.numel(), cfg.latent_channels, generator=g),
     }

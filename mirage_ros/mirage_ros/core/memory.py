@@ -265,16 +265,13 @@ class LatentSpatialMemory:
         w_old = self.weights[upd]
         n = cells.counts[found]
         w_sum = w_old + n
-        lat = (self.latents[upd].float() * w_old[:, None] + cells.latent_sums[found]) / w_sum[
-            :, None
-        ]
-        pos = (self.positions[upd] * w_old[:, None] + cells.position_sums[found]) / w_sum[:, None]
-        nrm = (self.normals[upd].float() * w_old[:, None] + cells.normal_sums[found]) / w_sum[
-            :, None
-        ]
-        self.latents[upd] = lat.to(self.latents.dtype)
-        self.positions[upd] = pos
-        self.normals[upd] = nrm.to(self.normals.dtype)
+        for stored, sums in (
+            (self.latents, cells.latent_sums),
+            (self.positions, cells.position_sums),
+            (self.normals, cells.normal_sums),
+        ):  # weighted running means, in float32 whatever the storage dtype
+            mean = (stored[upd].float() * w_old[:, None] + sums[found]) / w_sum[:, None]
+            stored[upd] = mean.to(stored.dtype)
         self.weights[upd] = w_sum.clamp(max=self.config.max_weight)
         self.stamps[upd] = stamp_ns
 

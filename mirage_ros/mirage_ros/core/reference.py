@@ -66,6 +66,12 @@ def _packed(ijk: tuple[int, int, int]) -> int:
     return (i << (2 * KEY_BITS)) | (j << KEY_BITS) | k
 
 
+def _point(depth: np.ndarray, Kn: np.ndarray, v: int, u: int) -> np.ndarray:
+    """Camera-frame point of cell (v, u)."""
+    z = depth[v, u]
+    return np.array([(u - Kn[0, 2]) / Kn[0, 0] * z, (v - Kn[1, 2]) / Kn[1, 1] * z, z])
+
+
 def _normal(depth: np.ndarray, valid: np.ndarray, Kn: np.ndarray, v: int, u: int) -> np.ndarray:
     """Camera-frame unit normal of cell (v, u) facing the camera; zero where unknown."""
     h, w = depth.shape
@@ -74,8 +80,7 @@ def _normal(depth: np.ndarray, valid: np.ndarray, Kn: np.ndarray, v: int, u: int
         return np.zeros(3)
 
     def point(vv: int, uu: int) -> np.ndarray:
-        z = depth[vv, uu]
-        return np.array([(uu - Kn[0, 2]) / Kn[0, 0] * z, (vv - Kn[1, 2]) / Kn[1, 1] * z, z])
+        return _point(depth, Kn, vv, uu)
 
     z = depth[v, u]
     if abs(depth[v, right] - depth[v, left]) > NORMAL_MAX_DEPTH_STEP * z:
@@ -107,20 +112,14 @@ class ReferenceLatentMemory:
         Kn = K.detach().double().cpu().numpy()
         T = T_world_camera.detach().double().cpu().numpy()
         h, w = depth.shape
-        valid = np.array(
-            [
-                [math.isfinite(z) and cfg.min_depth_m <= z <= cfg.max_depth_m for z in row]
-                for row in depth
-            ]
-        ).reshape(h, w)
+        with np.errstate(invalid="ignore"):
+            valid = np.isfinite(depth) & (depth >= cfg.min_depth_m) & (depth <= cfg.max_depth_m)
         sums: dict[tuple[int, int, int], list[Any]] = {}
         for v in range(h):
             for u in range(w):
                 if not valid[v, u]:
                     continue
-                z = depth[v, u]
-                pc = np.array([(u - Kn[0, 2]) / Kn[0, 0] * z, (v - Kn[1, 2]) / Kn[1, 1] * z, z])
-                pw = T[:3, :3] @ pc + T[:3, 3]
+                pw = T[:3, :3] @ _point(depth, Kn, v, u) + T[:3, 3]
                 vs = cfg.voxel_size_m
                 key = (math.floor(pw[0] / vs), math.floor(pw[1] / vs), math.floor(pw[2] / vs))
                 acc = sums.setdefault(key, [np.zeros(lat.shape[0]), np.zeros(3), np.zeros(3), 0])

@@ -38,7 +38,7 @@ from mirage_ros.core.geometry import invert_pose
 
 __all__ = ["BACKFACE_COS", "ZBufferResult", "zbuffer_splat"]
 
-#: a point is culled when the camera lies this far (cosine) behind its surface normal's plane
+#: a point is a back face when the camera lies this far (cosine) behind its normal's plane
 BACKFACE_COS = 0.2
 
 _LOW32 = 0xFFFFFFFF
