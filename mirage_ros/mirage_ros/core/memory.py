@@ -347,16 +347,11 @@ class LatentSpatialMemory:
         """
         Kb, Tb = prepare_views(K, T_world_camera, height, width, self.device)
         cap = self.config.splat_radius_px if splat_radius_px is None else int(splat_radius_px)
-        live: Tensor | None = None  # slot of each rendered point (None: identity, no holes)
-        if self._n_live == self.n_used:  # the usual case: no gather needed
-            pos, ids = self.positions[: self.n_used], self.keys[: self.n_used]
-            nrm = self.normals[: self.n_used]
-        else:
-            live = self._live_slots()
-            pos, ids, nrm = self.positions[live], self.keys[live], self.normals[live]
+        # every used slot goes in; freed holes are masked out, not gathered away
+        n = self.n_used
         hits = zbuffer_splat(
-            pos,
-            ids,
+            self.positions[:n],
+            self.keys[:n],
             Kb,
             Tb,
             height=height,
@@ -366,24 +361,23 @@ class LatentSpatialMemory:
             size_m=self.config.voxel_size_m,
             front_band_m=self.config.render_surface_band_m or None,
             blend=self.config.render_blend and self.config.render_surface_band_m > 0,
-            normals=nrm if self.config.render_backface_cull else None,
+            normals=self.normals[:n] if self.config.render_backface_cull else None,
+            valid=None if self._n_live == n else self.keys[:n] >= 0,
         )
         cov = hits.index >= 0
         B, C = Kb.shape[0], self.config.latent_channels
         offset = hits.offset
-        if pos.shape[0] == 0:
+        if self._n_live == 0:
             lat = torch.zeros(B, height, width, C, dtype=torch.float32, device=self.device)
             wgt = torch.zeros(B, height, width, dtype=torch.float32, device=self.device)
             age = torch.full_like(wgt, float("nan"))
         else:
             # gather for every pixel (cheap, no boolean scatter), then mask the empty ones
             slot = hits.index.clamp(min=0)
-            if live is not None:
-                slot = live[slot]
             covf = cov.to(torch.float32)
             lat = self.latents[slot].float() * covf[..., None]
             if hits.blend_pixel is not None:
-                self._blend_front(lat.view(-1, C), offset.view(-1, 2), hits, live)
+                self._blend_front(lat.view(-1, C), offset.view(-1, 2), hits)
             wgt = self.weights[slot] * covf
             newest = self.newest_stamp_ns if self.newest_stamp_ns is not None else 0
             age_all = ((newest - self.stamps[slot]).to(torch.float64) * 1e-9).to(torch.float32)
@@ -397,9 +391,7 @@ class LatentSpatialMemory:
             offset=offset.permute(0, 3, 1, 2).contiguous(),
         )
 
-    def _blend_front(
-        self, lat_flat: Tensor, off_flat: Tensor, hits: ZBufferResult, live: Tensor | None
-    ) -> None:
+    def _blend_front(self, lat_flat: Tensor, off_flat: Tensor, hits: ZBufferResult) -> None:
         """Pixels with several front-surface candidates get their tent-weighted mean latent and
         offset (in place).
 
@@ -416,10 +408,9 @@ class LatentSpatialMemory:
         if not bool(multi.any()):
             return
         pix, point, w, offs = pix[multi], point[multi], w[multi], offs[multi]
-        slot = point if live is None else live[point]
         ws = w * float(1 << 32)  # float32 products are exact enough (latents are float16)
         wq = torch.round(ws).to(torch.int64)
-        vals = torch.cat([self.latents[slot].float(), offs], dim=1)  # (M, C + 2)
+        vals = torch.cat([self.latents[point].float(), offs], dim=1)  # (M, C + 2)
         lq = torch.round(vals * ws[:, None]).to(torch.int64)
         sums = torch.zeros(n_pix, C + 2, dtype=torch.int64, device=self.device)
         sums.index_add_(0, pix, lq)

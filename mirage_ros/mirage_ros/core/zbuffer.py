@@ -14,9 +14,12 @@ Splat footprint: a point always covers the pixel it projects to (``floor(u + 0.5
 every pixel within ``max_radius_px`` of it whose centre lies inside the point's projected
 square (half-size ``0.5 * size_m * f / z`` pixels around the sub-pixel projection). Near
 surfaces thus close the gaps between voxels, while far points stay one pixel and edges are
-not bloated beyond the voxel's true extent. Only points whose square reaches beyond
-``_SMALL_RADIUS`` pixels are tested on the full ``(2r+1)^2`` square, so a large cap costs only
-for the near points.
+not bloated beyond the voxel's true extent. Each point is tested on the smallest square that
+holds its footprint (its own pixel alone, 3x3, 5x5, or the full ``(2r+1)^2`` square), so a large
+cap costs only for the near points. Occlusion pre-cull: a point covering only its own pixel that
+lies beyond the nearest own-pixel depth of that pixel (plus the band) is dropped before the
+footprints are enumerated; it could not win, blend or set the pixel's nearest depth, so the
+result is the same, and far fine voxels (many per pixel) cost one comparison each.
 
 Back faces (``normals``): a point whose fused surface normal faces away from the camera
 (``n . (c - x) < -BACKFACE_COS * |c - x|``, with ``|n| <= 1`` the mean of unit normals) still
@@ -82,6 +85,7 @@ def zbuffer_splat(
     front_band_m: float | None = None,
     blend: bool = False,
     normals: Tensor | None = None,
+    valid: Tensor | None = None,
 ) -> ZBufferResult:
     """Render the nearest point per pixel for B views in one pass.
 
@@ -92,7 +96,8 @@ def zbuffer_splat(
     return every front-surface candidate with the tent weight
     ``max(1 - |du|, 1e-3) * max(1 - |dv|, 1e-3)`` of its offset from the pixel centre;
     normals: (N, 3) world-frame surface normals (any float dtype): back faces occlude but never
-    win a pixel (None: no back faces).
+    win a pixel (None: no back faces); valid: (N,) bool, points that take part (None: all; the
+    others' values and ids are never read, so a slot array with freed holes needs no gather).
     """
     if blend and front_band_m is None:
         raise ValueError("zbuffer_splat: blend needs front_band_m")
@@ -106,6 +111,7 @@ def zbuffer_splat(
                 points_world, point_ids, K[i : i + step], T_world_camera[i : i + step],
                 height=height, width=width, near_m=near_m, max_radius_px=max_radius_px,
                 size_m=size_m, front_band_m=front_band_m, blend=blend, normals=normals,
+                valid=valid,
             )
             for i in range(0, B, step)
         ]  # fmt: skip
@@ -152,11 +158,47 @@ def zbuffer_splat(
     v_f = fy * p[..., 1] / zs + Kf[:, 1, 2, None]
     lim_u, lim_v = width - 0.5 + r, height - 0.5 + r
     keep = (z > near_m) & (u_f >= -0.5 - r) & (u_f < lim_u) & (v_f >= -0.5 - r) & (v_f < lim_v)
+    if valid is not None:
+        keep &= valid.to(device)[None, :]
     flat = torch.nonzero(keep.view(-1)).squeeze(1)
     if flat.numel() == 0:
         return ZBufferResult(index, depth, offset, *nothing)
     b_idx = torch.div(flat, n_pts, rounding_mode="floor")
     n_idx = flat - b_idx * n_pts
+    zk = z.reshape(-1).index_select(0, flat)
+    uf = u_f.reshape(-1).index_select(0, flat)
+    vf = v_f.reshape(-1).index_select(0, flat)
+    uk = torch.floor(uf + 0.5).to(torch.int64)
+    vk = torch.floor(vf + 0.5).to(torch.int64)
+    box: tuple[Tensor, Tensor, Tensor, Tensor] | None = None  # footprint: lo/hi u, lo/hi v
+    reach: Tensor | None = None
+    one_pixel: Tensor | None = None  # points whose only candidate is their own pixel
+    if r == 0:
+        one_pixel = torch.ones_like(uk, dtype=torch.bool)
+    elif size_m is not None:
+        # pixel centres inside the point's projected square (at least its own pixel)
+        ext_u = (0.5 * size_m * fx.squeeze(1)[b_idx] / zk).clamp_(min=0.5)
+        ext_v = (0.5 * size_m * fy.squeeze(1)[b_idx] / zk).clamp_(min=0.5)
+        box = (uf - ext_u, uf + ext_u, vf - ext_v, vf + ext_v)
+        reach = _reach(uk, vk, *box, r)
+        one_pixel = reach == 0
+    if one_pixel is not None:
+        # Occlusion pre-cull: a one-pixel point lying beyond the nearest own-pixel depth of its
+        # pixel (plus the band) can neither win nor blend nor set that pixel's nearest depth,
+        # so it is dropped before the footprints are enumerated. The result is identical; far
+        # fine voxels (many per pixel) then cost one comparison each.
+        own = (uk >= 0) & (uk < width) & (vk >= 0) & (vk < height)
+        own_pix = b_idx * hw + vk.clamp(0, height - 1) * width + uk.clamp(0, width - 1)
+        z_own = torch.where(own, zk, torch.full_like(zk, float("inf")))
+        zmin_own = torch.full((B * hw,), float("inf"), dtype=torch.float32, device=device)
+        zmin_own.scatter_reduce_(0, own_pix, z_own, reduce="amin", include_self=True)
+        hidden = one_pixel & own & (zk > zmin_own[own_pix] + (front_band_m or 0.0))
+        if bool(hidden.any()):
+            kept = torch.nonzero(~hidden).squeeze(1)
+            b_idx, n_idx, zk, uf, vf, uk, vk = (t[kept] for t in (b_idx, n_idx, zk, uf, vf, uk, vk))
+            if box is not None:
+                box = (box[0][kept], box[1][kept], box[2][kept], box[3][kept])
+            reach = None if reach is None else reach[kept]
     back: Tensor | None = None  # back faces occlude but never win a pixel
     if normals is not None:
         cam = T_world_camera[:, :3, 3].to(device=device, dtype=torch.float32)
@@ -165,22 +207,14 @@ def zbuffer_splat(
         back = facing < -BACKFACE_COS * toward.norm(dim=1)
         if not bool(back.any()):
             back = None
-    zk = z.reshape(-1).index_select(0, flat)
-    uf = u_f.reshape(-1).index_select(0, flat)
-    vf = v_f.reshape(-1).index_select(0, flat)
-    uk = torch.floor(uf + 0.5).to(torch.int64)
-    vk = torch.floor(vf + 0.5).to(torch.int64)
     if r > 0:
         if size_m is None:
             dx, dy = _square(r, device)
             e_idx = torch.arange(uk.numel(), device=device).repeat_interleave(dx.numel())
             ddx, ddy = dx.repeat(uk.numel()), dy.repeat(uk.numel())
         else:
-            # pixel centres inside the point's projected square (at least its own pixel)
-            ext_u = (0.5 * size_m * fx.squeeze(1)[b_idx] / zk).clamp_(min=0.5)
-            ext_v = (0.5 * size_m * fy.squeeze(1)[b_idx] / zk).clamp_(min=0.5)
-            lo_u, hi_u, lo_v, hi_v = uf - ext_u, uf + ext_u, vf - ext_v, vf + ext_v
-            e_idx, ddx, ddy = _footprint(uk, vk, lo_u, hi_u, lo_v, hi_v, r)
+            assert box is not None and reach is not None
+            e_idx, ddx, ddy = _footprint(uk, vk, *box, reach, r)
         uk = uk[e_idx] + ddx
         vk = vk[e_idx] + ddy
         b_idx, n_idx, zk = b_idx[e_idx], n_idx[e_idx], zk[e_idx]
@@ -239,32 +273,59 @@ def _square(r: int, device: torch.device) -> tuple[Tensor, Tensor]:
     return dx.reshape(-1), dy.reshape(-1)
 
 
-#: points whose footprint fits in this radius are enumerated on the small square only
+#: points whose footprint reaches no further than this are enumerated on the small square only
 _SMALL_RADIUS = 2
 
 
-def _footprint(
+def _reach(
     uk: Tensor, vk: Tensor, lo_u: Tensor, hi_u: Tensor, lo_v: Tensor, hi_v: Tensor, r: int
+) -> Tensor:
+    """How many pixels (0..r) a point's footprint box reaches from its own pixel (uk, vk): the
+    ``floor`` of the box's farthest side, with a margin for float rounding."""
+    ukf, vkf = uk.to(lo_u.dtype), vk.to(lo_v.dtype)
+    far_side = torch.stack([ukf - lo_u, hi_u - ukf, vkf - lo_v, hi_v - vkf]).amax(dim=0)
+    return torch.floor(far_side + 1e-3).clamp_(min=0, max=r)
+
+
+def _footprint(
+    uk: Tensor,
+    vk: Tensor,
+    lo_u: Tensor,
+    hi_u: Tensor,
+    lo_v: Tensor,
+    hi_v: Tensor,
+    reach: Tensor,
+    r: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Every pixel within ``r`` of a point's own pixel (uk, vk) whose centre lies inside its
     footprint box ``[lo_u, hi_u] x [lo_v, hi_v]`` (which contains the own pixel's centre):
-    (point index, dx, dy) per candidate.
+    (point index, dx, dy) per candidate. ``reach``: :func:`_reach` of the same boxes.
 
-    A point reaches at most ``floor`` of its box's farthest side from its own pixel; the
-    (usually many) points that reach no further than ``_SMALL_RADIUS`` are tested on that small
-    square only, so a large cap (near surfaces without gaps) costs only for the near points.
-    The candidates are the same as testing every point on the full (2r+1)^2 square (their order
-    differs, which nothing downstream depends on: the z-buffer takes order-free minima).
+    Points are grouped by reach and each group is tested on the smallest square that holds
+    it: reach 0 (far points, smaller than a pixel: usually most of them) is the own pixel
+    alone, reach 1 the 3x3 square, reach 2 the 5x5 one, the rest the full (2r+1)^2 square. So
+    a large cap (near surfaces without gaps) costs only for the near points, and fine voxels
+    seen from afar cost one candidate each. The candidates are the same as testing every point
+    on the full square (their order differs, which nothing downstream depends on: the z-buffer
+    takes order-free minima and the blend sums in fixed point).
     """
     device = uk.device
     ukf, vkf = uk.to(lo_u.dtype), vk.to(lo_v.dtype)
-    far_side = torch.stack([ukf - lo_u, hi_u - ukf, vkf - lo_v, hi_v - vkf]).amax(dim=0)
-    reach = torch.floor(far_side + 1e-3)  # margin: float rounding
-    small = reach <= _SMALL_RADIUS if r > _SMALL_RADIUS else torch.ones_like(uk, dtype=torch.bool)
+    # group g holds the points that reach no further than radius[g] (and beyond radius[g - 1])
+    radii = [rad for rad in range(min(r, _SMALL_RADIUS) + 1)] + ([r] if r > _SMALL_RADIUS else [])
     e_parts, dx_parts, dy_parts = [], [], []
-    for sel, radius in ((small, min(r, _SMALL_RADIUS)), (~small, r)):
+    lower = -1
+    for radius in radii:
+        sel = (reach > lower) & (reach <= radius)
+        lower = radius
         pts = torch.nonzero(sel).squeeze(1)
         if pts.numel() == 0:
+            continue
+        if radius == 0:  # the own pixel's centre is always inside the box
+            zero = torch.zeros_like(pts)
+            e_parts.append(pts)
+            dx_parts.append(zero)
+            dy_parts.append(zero)
             continue
         dx, dy = _square(radius, device)
         u = ukf[pts, None] + dx[None, :]

@@ -138,7 +138,7 @@ def test_memory_blends_offsets_with_the_latents() -> None:
 
 
 def test_a_near_wall_is_closed_up_to_the_cap_and_the_large_cap_costs_only_near_points() -> None:
-    from mirage_ros.core.zbuffer import _footprint, _square
+    from mirage_ros.core.zbuffer import _footprint, _reach, _square
 
     # a wall of 0.05 m points 0.8 m in front of the camera (6.25 px apart, splats reach 3 px at
     # f=100), a far wall 3 m behind it: with a cap of 2 the far wall shows through the gaps
@@ -163,16 +163,18 @@ def test_a_near_wall_is_closed_up_to_the_cap_and_the_large_cap_costs_only_near_p
     assert far_pixels_in_the_wall(2) > 20
     assert far_pixels_in_the_wall(3) == far_pixels_in_the_wall(8) == 0
 
-    # _footprint (small square for points that fit in it) == testing every point on the full one
+    # _footprint (each point on the smallest square that holds it) == every point on the full one
     gen = torch.Generator().manual_seed(0)
     n = 500
     uf = torch.rand(n, generator=gen) * 40
     vf = torch.rand(n, generator=gen) * 40
     uk, vk = torch.floor(uf + 0.5).long(), torch.floor(vf + 0.5).long()
-    lo_u = uf - 0.5 - torch.rand(n, generator=gen) * 6  # boxes that hold the own pixel's centre
-    hi_u = uf + 0.5 + torch.rand(n, generator=gen) * 6
-    lo_v = vf - 0.5 - torch.rand(n, generator=gen) * 6
-    hi_v = vf + 0.5 + torch.rand(n, generator=gen) * 6
+    # boxes that hold the own pixel's centre; a third tight (reach 0), a third within 1-2 px
+    size = torch.tensor([0.0, 1.5, 6.0]).repeat(n // 3 + 1)[:n]
+    lo_u = uf - 0.5 - torch.rand(n, generator=gen) * size
+    hi_u = uf + 0.5 + torch.rand(n, generator=gen) * size
+    lo_v = vf - 0.5 - torch.rand(n, generator=gen) * size
+    hi_v = vf + 0.5 + torch.rand(n, generator=gen) * size
     for r in (0, 1, 2, 3, 8):
         dx, dy = _square(r, torch.device("cpu"))
         u, v = uk[:, None] + dx, vk[:, None] + dy
@@ -180,6 +182,7 @@ def test_a_near_wall_is_closed_up_to_the_cap_and_the_large_cap_costs_only_near_p
         ok &= v <= hi_v[:, None]
         e, s = torch.nonzero(ok, as_tuple=True)
         full = {(int(a), int(b), int(c)) for a, b, c in zip(e, dx[s], dy[s], strict=True)}
-        got = _footprint(uk, vk, lo_u, hi_u, lo_v, hi_v, r)
+        reach = _reach(uk, vk, lo_u, hi_u, lo_v, hi_v, r)
+        got = _footprint(uk, vk, lo_u, hi_u, lo_v, hi_v, reach, r)
         mine = [(int(a), int(b), int(c)) for a, b, c in zip(*got, strict=True)]
         assert len(mine) == len(set(mine)) and set(mine) == full
