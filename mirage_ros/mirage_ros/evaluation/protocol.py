@@ -21,6 +21,7 @@ stamp) <= ``recent_window_s`` -> recent; else revisit. The class applies to all 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from mirage_ros.evaluation import metrics
 
 __all__ = [
     "CLASSES",
+    "DEPTH_BINS_M",
     "MEMORIES",
     "EvalConfig",
     "Evaluator",
@@ -50,6 +52,8 @@ __all__ = [
 
 CLASSES = ("recent", "revisit", "novel")
 MEMORIES = ("mirage", "pixel_cloud", "latent_cloud_append")
+#: edges (m) of the true-depth bins of the covered-pixel breakdown (``by_depth`` in metrics.json)
+DEPTH_BINS_M = (0.0, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, math.inf)
 _METRIC_KEYS = (
     "psnr",
     "ssim",
@@ -128,6 +132,9 @@ class FrameRecord:
     median_age_s: float  # NaN when nothing is covered
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # memory -> key -> value
     memory_bytes: dict[str, int] = field(default_factory=dict)
+    # memory -> (bins, 3): covered pixels with valid true depth per DEPTH_BINS_M bin: count,
+    # sum of squared error (mean over RGB), sum of SSIM
+    by_depth: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def resize_frame(
@@ -333,9 +340,12 @@ class Evaluator:
         preds = self._predict_all(K, T, h, w)
         real = rgb.astype(np.float32) / 255.0
         rec = FrameRecord(index, stamp_ns, cls, frac, age, memory_bytes=self.memory_bytes())
+        bins = np.digitize(depth_m, DEPTH_BINS_M[1:-1])  # bin of each pixel's true depth
+        valid = np.isfinite(depth_m) & (depth_m > 0)
         for name, p in preds.items():
             err = np.abs(p.rgb - real).mean(axis=-1)
             smap = metrics.ssim_map(p.rgb, real)
+            rec.by_depth[name] = _depth_sums(bins, p.coverage & valid, (p.rgb - real) ** 2, smap)
             rec.metrics[name] = {
                 "psnr": metrics.psnr(p.rgb, real),
                 "ssim": metrics.ssim_from_map(smap),
@@ -363,8 +373,10 @@ class Evaluator:
                 continue
             entry: dict[str, Any] = {}
             for c in CLASSES:
-                rows = [r.metrics[name] for r in self.records if r.cls == c]
-                entry[c] = _aggregate(rows) if rows else None
+                recs = [r for r in self.records if r.cls == c]
+                entry[c] = _aggregate([r.metrics[name] for r in recs]) if recs else None
+                if recs:
+                    entry[c]["by_depth"] = _by_depth(sum(r.by_depth[name] for r in recs))
             entry["memory_bytes"] = final[name]
             entry["memory_bytes_peak"] = self.peak_bytes[name]
             entry["integrate_ms_p50"] = _pct(self.integrate_ms[name], 50)
@@ -385,6 +397,38 @@ def _aggregate(rows: list[dict[str, float]]) -> dict[str, Any]:
     agg: dict[str, Any] = {key: _finite_mean([r[key] for r in rows]) for key in _METRIC_KEYS}
     agg["count"] = len(rows)
     return agg
+
+
+def _depth_sums(bins: np.ndarray, mask: np.ndarray, sq: np.ndarray, smap: np.ndarray) -> np.ndarray:
+    """(bins, 3) count, squared-error sum, SSIM sum of the masked pixels per depth bin."""
+    n = len(DEPTH_BINS_M) - 1
+    b = bins[mask]
+    return np.stack(
+        [
+            np.bincount(b, minlength=n).astype(np.float64),
+            np.bincount(b, weights=sq.mean(axis=-1)[mask], minlength=n),
+            np.bincount(b, weights=smap[mask], minlength=n),
+        ],
+        axis=1,
+    )
+
+
+def _by_depth(sums: np.ndarray) -> list[dict[str, Any]]:
+    """Covered quality per true-depth bin, pooled over a class's views (PSNR of the pooled
+    squared error, mean SSIM): where in depth the memory loses detail."""
+    out = []
+    for k in range(len(DEPTH_BINS_M) - 1):
+        count, sq, ssim = (float(x) for x in sums[k])
+        hi = DEPTH_BINS_M[k + 1]
+        out.append(
+            {
+                "depth_m": [DEPTH_BINS_M[k], hi if math.isfinite(hi) else None],
+                "pixels": int(count),
+                "psnr_covered": -10.0 * math.log10(max(sq / count, 1e-12)) if count else None,
+                "ssim_covered": ssim / count if count else None,
+            }
+        )
+    return out
 
 
 def _pct(values: list[float], q: float) -> float | None:

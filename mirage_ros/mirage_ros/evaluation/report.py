@@ -199,6 +199,10 @@ def _fmt(x: Any, digits: int = 2) -> str:
     return html.escape(str(x))
 
 
+def _depth_label(lo: float, hi: float | None) -> str:
+    return f"{lo:g}+ m" if hi is None else f"{lo:g}&ndash;{hi:g} m"
+
+
 _CSS = """body{font-family:sans-serif;margin:1.5em;max-width:1400px}table{border-collapse:collapse;
 margin:.5em 0}td,th{border:1px solid #bbb;padding:3px 7px;text-align:right}th{background:#eee}
 td.l,th.l{text-align:left}img{max-width:100%}figure{display:inline-block;margin:.4em}
@@ -231,6 +235,20 @@ def write_html(
         f"<td>{_fmt(summary[m]['predict_ms_p50'], 1)}</td></tr>"
         for m in memories
     )
+    depth_rows = []
+    bins_head = ""
+    for m in memories:
+        for cls in CLASSES:
+            bd = (summary[m][cls] or {}).get("by_depth")
+            if not bd:
+                continue
+            bins_head = "".join(f"<th>{_depth_label(*b['depth_m'])}</th>" for b in bd)
+            cells = "".join(
+                f"<td>{_fmt(b['psnr_covered'])} / {_fmt(b['ssim_covered'], 3)}</td>" for b in bd
+            )
+            depth_rows.append(
+                f"<tr><td class=l>{_LABELS[m]}</td><td class=l>{cls}</td>{cells}</tr>"
+            )
     fr = summary["frames"]
     figs = []
     for cls in CLASSES:
@@ -255,6 +273,11 @@ novel; wall {_fmt(summary.get("wall_s"), 1)} s.</p>
 <p class=note>PSNR/SSIM over all pixels and over memory-covered pixels (cov.); depth abs-rel over
 pixels where both depths are known; conf./error rho: Spearman correlation of the confidence with
 minus the error (higher is better calibrated).</p>
+<h2>Covered pixels by true depth</h2>
+<table><tr><th class=l>memory</th><th class=l>class</th>{bins_head}</tr>{"".join(depth_rows)}
+</table>
+<p class=note>PSNR (of the squared error pooled over the class's views) / mean SSIM of the
+covered pixels whose true depth falls in each bin: where in depth a memory loses detail.</p>
 <h2>Cost</h2>
 <table><tr><th class=l>memory</th><th>MiB (end)</th><th>MiB (peak)</th><th>integrate ms p50</th>
 <th>predict ms p50</th></tr>{cost}</table>

@@ -138,3 +138,43 @@ def test_held_out_runs_follow_the_run_length(frames) -> None:
     ages = [r.median_age_s for r in ev.records[:3]]
     assert all(b >= a - 1e-6 for a, b in itertools.pairwise(ages))
     assert ages[-1] > ages[0]
+
+
+def test_depth_breakdown_bins_covered_pixels_by_true_depth() -> None:
+    from mirage_ros.evaluation.protocol import DEPTH_BINS_M, _by_depth, _depth_sums
+
+    depth = np.array([[0.5, 0.5, 1.2, 7.0], [0.0, np.nan, 2.2, 7.5]], dtype=np.float32)
+    mask = np.array([[True, True, True, True], [True, True, False, True]])
+    mask &= np.isfinite(depth) & (depth > 0)  # as the protocol does: no true depth, no bin
+    sq = np.zeros((2, 4, 3), dtype=np.float32)
+    sq[:, :, :] = np.array([[0.01, 0.01, 0.001, 0.0001], [9, 9, 9, 0.0001]])[..., None]
+    smap = np.array([[0.9, 0.7, 0.5, 0.2], [0, 0, 0, 0.4]], dtype=np.float32)
+    bins = np.digitize(depth, DEPTH_BINS_M[1:-1])
+    bd = _by_depth(_depth_sums(bins, mask, sq, smap))
+    assert bd[0]["depth_m"] == [0.0, 1.0] and bd[-1]["depth_m"] == [6.0, None]
+    assert [b["pixels"] for b in bd] == [2, 1, 0, 0, 0, 0, 0, 2]
+    assert bd[0]["psnr_covered"] == pytest.approx(20.0) and bd[0]["ssim_covered"] == pytest.approx(
+        0.8
+    )
+    assert bd[1]["psnr_covered"] == pytest.approx(30.0) and bd[1]["ssim_covered"] == pytest.approx(
+        0.5
+    )
+    assert bd[2]["psnr_covered"] is None and bd[2]["ssim_covered"] is None
+    assert bd[-1]["psnr_covered"] == pytest.approx(40.0) and bd[-1][
+        "ssim_covered"
+    ] == pytest.approx(0.3)
+
+
+def test_summary_breaks_every_class_down_by_depth(frames) -> None:
+    ev = _run(frames, holdout_every=4)
+    s = ev.summary()
+    h, w = frames[0].depth_m.shape
+    for name in MEMORIES:
+        for cls in CLASSES:
+            if s[name][cls] is None:
+                continue
+            bd = s[name][cls]["by_depth"]
+            views = s[name][cls]["count"]
+            pixels = sum(b["pixels"] for b in bd)
+            assert 0 < pixels <= views * h * w
+            assert all(b["psnr_covered"] is not None for b in bd if b["pixels"])
