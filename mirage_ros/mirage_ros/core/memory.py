@@ -412,12 +412,16 @@ class LatentSpatialMemory:
         wq = torch.round(ws).to(torch.int64)
         vals = torch.cat([self.latents[point].float(), offs], dim=1)  # (M, C + 2)
         lq = torch.round(vals * ws[:, None]).to(torch.int64)
-        sums = torch.zeros(n_pix, C + 2, dtype=torch.int64, device=self.device)
-        sums.index_add_(0, pix, lq)
-        sum_w = torch.zeros(n_pix, dtype=torch.int64, device=self.device)
-        sum_w.index_add_(0, pix, wq)
+        # sums only over the blended pixels (a row each), not the whole image
         blended = torch.nonzero(count > 1).squeeze(1)
-        mean = sums[blended].double() / sum_w[blended].clamp_min(1).double()[:, None]
+        row_of = torch.zeros(n_pix, dtype=torch.int64, device=self.device)
+        row_of[blended] = torch.arange(blended.numel(), device=self.device)
+        row = row_of[pix]
+        sums = torch.zeros(blended.numel(), C + 2, dtype=torch.int64, device=self.device)
+        sums.index_add_(0, row, lq)
+        sum_w = torch.zeros(blended.numel(), dtype=torch.int64, device=self.device)
+        sum_w.index_add_(0, row, wq)
+        mean = sums.double() / sum_w.clamp_min(1).double()[:, None]
         lat_flat[blended] = mean[:, :C].to(torch.float32)
         off_flat[blended] = mean[:, C:].to(torch.float32)
 
