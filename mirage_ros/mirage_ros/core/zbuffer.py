@@ -275,7 +275,8 @@ def _square(r: int, device: torch.device) -> tuple[Tensor, Tensor]:
     return dx.reshape(-1), dy.reshape(-1)
 
 
-#: points whose footprint reaches no further than this are enumerated on the small square only
+#: points reaching up to this far get the smallest square that holds them (own pixel, 3x3, 5x5);
+#: the rest get the full (2r+1)^2 square
 _SMALL_RADIUS = 2
 
 
@@ -314,7 +315,7 @@ def _footprint(
     device = uk.device
     ukf, vkf = uk.to(lo_u.dtype), vk.to(lo_v.dtype)
     # group g holds the points that reach no further than radius[g] (and beyond radius[g - 1])
-    radii = [rad for rad in range(min(r, _SMALL_RADIUS) + 1)] + ([r] if r > _SMALL_RADIUS else [])
+    radii = list(range(min(r, _SMALL_RADIUS) + 1)) + ([r] if r > _SMALL_RADIUS else [])
     e_parts, dx_parts, dy_parts = [], [], []
     lower = -1
     for radius in radii:
