@@ -201,7 +201,7 @@ def _check_header(
         "normals": ("F16", [N, 3]),
         "latents": (lat_dt, [N, C]),
     }
-    expected = {name: expected[name] for name in _tensor_names(int(ver))}  # ver is readable
+    expected = {name: expected[name] for name in _tensor_names(header["format_version"])}
     names = {k for k in st_header if k != "__metadata__"}
     _expect(names == set(expected), path, f"tensors {sorted(names)}, expected {sorted(expected)}")
     spans = []
