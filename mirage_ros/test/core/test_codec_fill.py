@@ -22,6 +22,27 @@ def test_image_fill_blend_changes_only_never_seen_pixels_and_is_bounded() -> Non
     assert torch.equal(blend_image_fill(rgb, nothing, 4, 0.9), rgb)  # nothing to fill from
 
 
+def test_a_view_with_nothing_seen_keeps_its_image_in_a_batch(device: str) -> None:
+    """Each view of a batch is filled from its own seen pixels; one that saw nothing keeps the
+    decoder's image (it was once filled with black when another view of the batch saw some)."""
+    from mirage_ros.core.fill import blend_image_fill
+
+    g = torch.Generator().manual_seed(2)
+    rgb = torch.rand(3, 3, 16, 24, generator=g).to(device)
+    cov = torch.zeros(3, 4, 6, dtype=torch.bool)
+    cov[0, :, :3] = True  # half seen
+    cov[2] = True  # all seen
+    out = blend_image_fill(rgb, cov.to(device), 4, 1.0, 5).cpu()
+    assert torch.equal(out[1], rgb[1].cpu())
+    assert torch.equal(out[2], rgb[2].cpu())
+    assert torch.equal(out[0, ..., :12], rgb[0, ..., :12].cpu())
+    single = blend_image_fill(rgb[:1], cov[:1].to(device), 4, 1.0, 5).cpu()
+    torch.testing.assert_close(out[:1], single, rtol=0, atol=1e-6)
+    if device != "cpu":  # CUDA sums the neighbour mean in another order: float rounding apart
+        ref = blend_image_fill(rgb.cpu(), cov, 4, 1.0, 5)
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+
+
 def test_image_fill_blend_out_of_range_is_a_config_error() -> None:
     from mirage_ros.core.codec import CodecConfig
     from mirage_ros.core.errors import ConfigError
