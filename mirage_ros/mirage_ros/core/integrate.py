@@ -151,15 +151,18 @@ def cell_normals(depth_m: Tensor, valid: Tensor, K: Tensor) -> Tensor:
 def frame_cells(frame: Frame, config: MemoryConfig) -> FrameCells:
     """Unproject valid cells, key them by voxel and sum them per voxel (frame-local sort)."""
     C = frame.latents.shape[0]
-    pts_cam = unproject(frame.depth_m, frame.K)[frame.valid]  # (M, 3)
+    # the valid cells' flat indices, found once (every boolean mask index is a device sync)
+    idx = torch.nonzero(frame.valid.flatten()).squeeze(1)
+    pts_cam = unproject(frame.depth_m, frame.K).reshape(-1, 3)[idx]  # (M, 3)
     R = frame.T_world_camera[:3, :3].to(torch.float32)
     t = frame.T_world_camera[:3, 3].to(torch.float32)
     pts = pts_cam @ R.T + t
-    nrm = cell_normals(frame.depth_m, frame.valid, frame.K)[frame.valid] @ R.T  # (M, 3)
-    lat = frame.latents.permute(1, 2, 0)[frame.valid]  # (M, C)
+    nrm = cell_normals(frame.depth_m, frame.valid, frame.K).reshape(-1, 3)[idx] @ R.T  # (M, 3)
+    lat = frame.latents.reshape(C, -1).T[idx]  # (M, C)
     ijk, in_range = voxel_coords(pts, config.voxel_size_m)
     if not bool(in_range.all()):
-        pts, nrm, lat, ijk = pts[in_range], nrm[in_range], lat[in_range], ijk[in_range]
+        keep = torch.nonzero(in_range).squeeze(1)
+        pts, nrm, lat, ijk = pts[keep], nrm[keep], lat[keep], ijk[keep]
     keys = pack_keys(ijk)
     ukeys, inv = torch.unique(keys, sorted=True, return_inverse=True)
     U = int(ukeys.numel())

@@ -249,9 +249,10 @@ class LatentSpatialMemory:
         stats = IntegrateStats(cells_valid=cells.num_cells)
         slots = self.index.lookup(cells.keys, self.keys)
         found = slots >= 0
-        upd = slots[found]
+        found_idx = torch.nonzero(found).squeeze(1)  # one sync; indexing by it needs none
+        upd = slots[found_idx]
         if upd.numel() > 0:
-            self._fuse(upd, cells, found, frame.stamp_ns)
+            self._fuse(upd, cells, found_idx, frame.stamp_ns)
         stats.voxels_updated = int(upd.numel())
         if cfg.carve_free_space and self._n_live > 0:
             stats.voxels_carved = self._carve(frame, upd)
@@ -262,6 +263,7 @@ class LatentSpatialMemory:
         return stats
 
     def _fuse(self, upd: Tensor, cells: FrameCells, found: Tensor, stamp_ns: int) -> None:
+        """Fuse the frame's cells ``found`` (indices) into their voxels' slots ``upd``."""
         w_old = self.weights[upd]
         n = cells.counts[found]
         w_sum = w_old + n
