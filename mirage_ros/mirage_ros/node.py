@@ -592,12 +592,13 @@ def _build_predictor(config: Any, memory_kwargs: dict[str, Any]) -> Any:
     # callbacks and the worker's own Python. Half the cores leaves room for both.
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     torch.set_num_threads(config.torch_threads or max(1, (cores or 2) // 2))
+    sys.setswitchinterval(config.gil_switch_interval_ms / 1e3)
     codec = load_codec(config.weights_path or None, device=config.device)
     memory_config = MemoryConfig(
         **memory_kwargs, latent_channels=codec.config.latent_channels, device=config.device
     )
     memory = LatentSpatialMemory(memory_config, codec_id=codec.codec_id)
-    return Predictor(codec, memory)
+    return Predictor(codec, memory, cuda_graphs=config.cuda_graphs)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -46,6 +46,7 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
             "frames_integrated": integrated,
             "frames_dropped": dropped,
             "queue_max": report["queue_max"],
+            "node_integrate_ms_p50": ingest.get("node_integrate_ms_p50"),
             "keeps_up": integrated is not None and integrated >= published and dropped == 0,
         },
         "roundtrip": report.get("roundtrip"),

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from mirage_ros.core.errors import MirageError
+from mirage_ros.core.errors import ConfigError, MirageError
 from mirage_ros.dds import use_large_image_profile
 from mirage_ros.procutil import stop_process
 
@@ -48,6 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="after the load: this many one-view predict_views calls, timed end to end",
     )
     parser.add_argument("--roundtrip-resolution", default="640x480")
+    parser.add_argument(
+        "--node-param",
+        action="append",
+        default=[],
+        metavar="NAME:=VALUE",
+        help="a parameter for the node under test (repeatable), e.g. gil_switch_interval_ms:=5.0",
+    )
 
 
 def _rss_bytes(pid: int) -> int:
@@ -103,6 +110,10 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     ]
     if args.weights:
         node_cmd += ["-p", f"weights_path:={args.weights}"]
+    for param in args.node_param:
+        if ":=" not in param:
+            raise ConfigError(f"--node-param must look like NAME:=VALUE, got {param!r}")
+        node_cmd += ["-p", param]
     log = open(out_dir / "soak_node.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(node_cmd, stdout=log, stderr=subprocess.STDOUT)
     # a context of its own: the caller (a test) may use rclpy already
@@ -283,6 +294,10 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         ingest = {
             "frames_published": frames_published,
             "frames_integrated": settled.frames_integrated if settled else None,
+            # the node's own median time per frame (encode + integrate, on its worker)
+            "node_integrate_ms_p50": round(float(status[-1].integrate_ms_p50), 2)
+            if status
+            else None,
         }
         roundtrip = None
         if args.roundtrip_views > 0:
