@@ -173,11 +173,12 @@ def prefilled_memory(cfg: MemoryConfig, voxels: int, seed: int = 0) -> LatentSpa
     n_cells = (span / cfg.voxel_size_m).floor().to(torch.int64)
     if int(n_cells.prod()) < voxels:
         raise ConfigError(f"the bench room holds fewer than {voxels} voxels of this size")
-    ijk = torch.stack(
-        [torch.randint(0, int(n), (int(voxels * 1.3) + 16,), generator=g) for n in n_cells], 1
-    ) + (lo / cfg.voxel_size_m).floor().to(torch.int64)
-    keys = torch.unique(pack_keys(ijk))
-    keys = keys[torch.randperm(keys.numel(), generator=g)[:voxels]].sort().values
+    # ``voxels`` distinct cells of the room, drawn without replacement
+    flat = torch.randperm(int(n_cells.prod()), generator=g)[:voxels]
+    ny, nz = int(n_cells[1]), int(n_cells[2])
+    ijk = torch.stack([flat // (ny * nz), (flat // nz) % ny, flat % nz], 1)
+    ijk = ijk + (lo / cfg.voxel_size_m).floor().to(torch.int64)
+    keys = pack_keys(ijk).sort().values
     pos = ((unpack_keys(keys).double() + 0.5) * cfg.voxel_size_m).float()
     tensors = {
         "keys": keys,
