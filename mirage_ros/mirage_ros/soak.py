@@ -186,6 +186,14 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         next_save = t0 + args.save_period_s
         pending_pred: list[tuple[float, Any]] = []
         pending_save: list[Any] = []
+
+        def record(kind: str, fut: Any) -> None:
+            """Count a finished call; keep the first failures' messages."""
+            ok = fut.result() is not None and fut.result().success
+            calls[f"{kind}_{'ok' if ok else 'failed'}"] += 1
+            if not ok and len(failures) < 10:
+                failures.append(getattr(fut.result(), "message", "no response"))
+
         epoch_ns = time.time_ns()
         while (now := time.monotonic()) - t0 < args.duration_s:
             if proc.poll() is not None:
@@ -233,21 +241,13 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             if now >= next_save:
                 pending_save.append(save.call_async(MemoryFile.Request(path="soak.safetensors")))
                 next_save += args.save_period_s
-            for started, fut in list(pending_pred):
-                if fut.done():
-                    pending_pred.remove((started, fut))
-                    ok = fut.result() is not None and fut.result().success
-                    calls["predict_ok" if ok else "predict_failed"] += 1
-                    if not ok and len(failures) < 10:
-                        failures.append(getattr(fut.result(), "message", "no response"))
-                    predict_ms.append((time.monotonic() - started) * 1e3)
-            for fut in list(pending_save):
-                if fut.done():
-                    pending_save.remove(fut)
-                    ok = fut.result() is not None and fut.result().success
-                    calls["save_ok" if ok else "save_failed"] += 1
-                    if not ok and len(failures) < 10:
-                        failures.append(getattr(fut.result(), "message", "no response"))
+            for started, fut in [(t, f) for t, f in pending_pred if f.done()]:
+                pending_pred.remove((started, fut))
+                record("predict", fut)
+                predict_ms.append((time.monotonic() - started) * 1e3)
+            for fut in [f for f in pending_save if f.done()]:
+                pending_save.remove(fut)
+                record("save", fut)
             if now >= next_sample and status:
                 s = status[-1]
                 samples.append(
@@ -268,17 +268,20 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(0.001)
         end = time.monotonic() + 60
         while (pending_pred or pending_save) and time.monotonic() < end:
-            for started, fut in list(pending_pred):
-                if fut.done():
-                    pending_pred.remove((started, fut))
-                    calls["predict_ok" if fut.result().success else "predict_failed"] += 1
-            for fut in list(pending_save):
-                if fut.done():
-                    pending_save.remove(fut)
-                    calls["save_ok" if fut.result().success else "save_failed"] += 1
+            for started, fut in [(t, f) for t, f in pending_pred if f.done()]:
+                pending_pred.remove((started, fut))
+                record("predict", fut)
+            for fut in [f for f in pending_save if f.done()]:
+                pending_save.remove(fut)
+                record("save", fut)
             time.sleep(0.01)
         calls["predict_failed"] += len(pending_pred)
         calls["save_failed"] += len(pending_save)
+        if pending_pred or pending_save:
+            failures.append(
+                f"{len(pending_pred)} predict and {len(pending_save)} save calls unanswered "
+                "60 s after the load"
+            )
 
         # settled: the queue is empty and every published frame has arrived and been counted
         # (a status with an empty queue can be sent before the last frames arrive over DDS);

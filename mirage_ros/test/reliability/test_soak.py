@@ -25,7 +25,7 @@ def test_sixty_second_soak_stays_bounded_and_answers_every_call(tmp_path: Path) 
     )
     args.weights = os.environ.get("MIRAGE_TEST_WEIGHTS", "")
     report = soak(args)
-    assert report["failed_calls"] == 0, report["calls"]
+    assert report["failed_calls"] == 0, (report["calls"], report["failure_messages"])
     assert report["calls"]["predict_ok"] >= 100
     assert report["calls"]["save_ok"] >= 2
     assert report["memory_within_budget"]
