@@ -114,6 +114,8 @@ def image_from_msg(msg: Any) -> np.ndarray:
     channels, order = COLOR_ENCODINGS[encoding]
     buf = _checked_buffer(msg, channels)
     pixels = buf.reshape(int(msg.height), int(msg.width), channels)
+    if order == tuple(range(channels)) and pixels.flags.writeable:
+        return np.ascontiguousarray(pixels)  # rgb8: the message's own bytes (no copy)
     return np.ascontiguousarray(pixels[:, :, list(order)])
 
 
@@ -212,6 +214,13 @@ def fill_stamp(stamp: Any, stamp_ns: int) -> None:
 
 
 def _rigid(translation: tuple[float, float, float], q_xyzw: tuple[float, ...]) -> np.ndarray:
+    return _rigid_and_quat(translation, q_xyzw)[0]
+
+
+def _rigid_and_quat(
+    translation: tuple[float, float, float], q_xyzw: tuple[float, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (4, 4) transform and its unit quaternion (w, x, y, z), w >= 0."""
     values = (*translation, *q_xyzw)
     if not all(math.isfinite(v) for v in values):
         raise PoseError(f"pose holds NaN or inf (must be finite): {values}")
@@ -220,11 +229,13 @@ def _rigid(translation: tuple[float, float, float], q_xyzw: tuple[float, ...]) -
         raise PoseError("zero quaternion: orientation must be a unit quaternion")
     if abs(norm - 1.0) > _QUAT_TOLERANCE:
         raise PoseError(f"quaternion is not normalised: |q| = {norm:.6f}")
-    x, y, z, w = (v / norm for v in q_xyzw)
+    q_wxyz = np.array([q_xyzw[3], *q_xyzw[:3]], dtype=np.float64) / norm
+    if q_wxyz[0] < 0:
+        q_wxyz = -q_wxyz  # q and -q are one rotation; w >= 0 as transforms3d's mat2quat gives
     T = np.eye(4)
-    T[:3, :3] = transforms3d.quaternions.quat2mat((w, x, y, z))
+    T[:3, :3] = transforms3d.quaternions.quat2mat(q_wxyz)
     T[:3, 3] = translation
-    return T
+    return T, q_wxyz
 
 
 def pose_from_msg(pose: Any) -> np.ndarray:
@@ -237,8 +248,14 @@ def pose_from_msg(pose: Any) -> np.ndarray:
 
 def transform_from_msg(transform: Any) -> np.ndarray:
     """geometry_msgs/Transform -> (4, 4) float64 rigid transform."""
+    return transform_and_quat_from_msg(transform)[0]
+
+
+def transform_and_quat_from_msg(transform: Any) -> tuple[np.ndarray, np.ndarray]:
+    """geometry_msgs/Transform -> (4, 4) float64 rigid transform and its unit quaternion
+    (w, x, y, z), w >= 0 (what a transform buffer stores)."""
     t, q = transform.translation, transform.rotation
-    return _rigid(
+    return _rigid_and_quat(
         (float(t.x), float(t.y), float(t.z)), (float(q.x), float(q.y), float(q.z), float(q.w))
     )
 

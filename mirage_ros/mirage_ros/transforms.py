@@ -96,9 +96,20 @@ class TransformBuffer:
 
     # ------------------------------------------------------------------ writing
     def set_transform(
-        self, parent: str, child: str, T_parent_child: np.ndarray, stamp_ns: int, static: bool
+        self,
+        parent: str,
+        child: str,
+        T_parent_child: np.ndarray,
+        stamp_ns: int,
+        static: bool,
+        q_wxyz: np.ndarray | None = None,
     ) -> None:
-        """Add one transform (``T_parent_child`` maps child points into the parent frame)."""
+        """Add one transform (``T_parent_child`` maps child points into the parent frame).
+
+        ``q_wxyz``: its rotation as the unit quaternion it was made from, when the caller has one
+        (a TF message): the matrix is then trusted to be a rotation and the quaternion is not
+        recovered from it (an eigen-decomposition; /tf at 100 Hz pays for it on every message).
+        """
         if not parent or not child:
             raise TransformError("frame ids must not be empty")
         if parent == child:
@@ -107,7 +118,9 @@ class TransformBuffer:
         if T.shape != (4, 4) or not np.isfinite(T).all():
             raise TransformError(f"transform {parent} -> {child} is not a finite 4x4 matrix")
         R = T[:3, :3]
-        if not np.allclose(R @ R.T, np.eye(3), atol=1e-5) or np.linalg.det(R) < 0:
+        if q_wxyz is None and (
+            not np.allclose(R @ R.T, np.eye(3), atol=1e-5) or np.linalg.det(R) < 0
+        ):
             raise TransformError(f"transform {parent} -> {child} is not a rotation")
         with self._lock:
             edge = self._edges.get(child)
@@ -118,7 +131,7 @@ class TransformBuffer:
             if static:
                 edge.T_static = T.copy()
                 return
-            q = transforms3d.quaternions.mat2quat(R)
+            q = transforms3d.quaternions.mat2quat(R) if q_wxyz is None else q_wxyz
             i = bisect.bisect_left(edge.stamps, stamp_ns)
             if i < len(edge.stamps) and edge.stamps[i] == stamp_ns:
                 edge.translations[i], edge.quats_wxyz[i] = T[:3, 3].copy(), q
@@ -135,12 +148,12 @@ class TransformBuffer:
 
         Returns (accepted, rejected).
         """
-        from mirage_ros.conversions import stamp_ns_from_msg, transform_from_msg
+        from mirage_ros.conversions import stamp_ns_from_msg, transform_and_quat_from_msg
 
         accepted = rejected = 0
         for t in getattr(msg, "transforms", []):
             try:
-                T = transform_from_msg(t.transform)
+                T, q_wxyz = transform_and_quat_from_msg(t.transform)
                 stamp = stamp_ns_from_msg(t.header.stamp)
                 self.set_transform(
                     str(t.header.frame_id).lstrip("/"),
@@ -148,6 +161,7 @@ class TransformBuffer:
                     T,
                     stamp,
                     static,
+                    q_wxyz,
                 )
                 accepted += 1
             except (MirageError, AttributeError, TypeError, ValueError):

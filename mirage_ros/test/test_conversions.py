@@ -415,3 +415,20 @@ def test_fuzzed_poses_are_rigid_or_a_pose_error(values) -> None:
     assert np.isfinite(T).all()
     assert np.allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-6)
     assert np.linalg.det(T[:3, :3]) > 0
+
+
+def test_rgb8_images_are_read_without_a_copy_when_the_buffer_is_writable() -> None:
+    """rclpy hands image data as a writable array.array: rgb8 is used in place (no copy at 30 Hz);
+    read-only data (bytes) and reordered encodings are copied into a writable array."""
+    import array
+
+    rgb = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    data = array.array("B", rgb.tobytes())
+    msg = NS(height=4, width=5, step=15, encoding="rgb8", data=data, is_bigendian=False)
+    out = conv.image_from_msg(msg)
+    assert np.array_equal(out, rgb) and np.shares_memory(out, np.frombuffer(data, np.uint8))
+    for encoding, payload in (("rgb8", rgb.tobytes()), ("bgr8", data)):
+        msg = NS(height=4, width=5, step=15, encoding=encoding, data=payload, is_bigendian=False)
+        out = conv.image_from_msg(msg)
+        assert out.flags.writeable and out.flags.c_contiguous
+        assert np.array_equal(out, rgb if encoding == "rgb8" else rgb[:, :, ::-1])

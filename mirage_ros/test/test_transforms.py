@@ -238,3 +238,31 @@ def test_rclpy_tf_messages_are_read() -> None:
     buf = TransformBuffer()
     assert buf.add_tf_message(tf2_msgs.TFMessage(transforms=[t]), static=True) == (1, 0)
     assert np.allclose(buf.lookup("map", "base", 0), _T(x=1.0, yaw=0.5))
+
+
+def test_tf_messages_keep_their_quaternion_and_look_up_as_matrices_do() -> None:
+    """A TF message's quaternion is stored as given (w >= 0; no eigen-decomposition of the
+    matrix): lookups match a buffer fed the same transforms as matrices."""
+    from mirage_ros.conversions import transform_and_quat_from_msg
+
+    rng = np.random.default_rng(3)
+    from_msgs, from_matrices = TransformBuffer(), TransformBuffer()
+    for i in range(6):
+        q = rng.normal(size=4)
+        q = q / np.linalg.norm(q) * (-1 if i % 2 else 1)  # half of them with w < 0
+        t = NS(
+            header=NS(frame_id="map", stamp=NS(sec=i, nanosec=0)),
+            child_frame_id="base",
+            transform=NS(
+                translation=NS(x=float(i), y=0.5, z=0.0),
+                rotation=NS(x=q[1], y=q[2], z=q[3], w=q[0]),
+            ),
+        )
+        assert from_msgs.add_tf_message(NS(transforms=[t]), static=False) == (1, 0)
+        T, q_wxyz = transform_and_quat_from_msg(t.transform)
+        assert q_wxyz[0] >= 0 and np.isclose(np.linalg.norm(q_wxyz), 1.0)
+        assert np.allclose(transforms3d.quaternions.quat2mat(q_wxyz), T[:3, :3])
+        from_matrices.set_transform("map", "base", T, i * S, static=False)
+    for stamp in (0, S // 3, 2 * S + 7, 5 * S):
+        got = from_msgs.lookup("map", "base", stamp)
+        assert np.allclose(got, from_matrices.lookup("map", "base", stamp), atol=1e-12)
