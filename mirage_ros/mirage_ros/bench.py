@@ -7,7 +7,9 @@ point cloud. The stream is analytic and cheap: a camera loops around a box room 
 ray/box intersection, latents and colours are smooth functions of the world point seen, so
 a revisit sees the same content. Reported: integrate ms/frame (p50, p95), render ms/view at
 the latent grids of 640x480 and 320x240 cameras (and full-pixel grids for the pixel cloud), a
-16-view batched render, bytes after N frames (a curve), ratios to ours and the CPU targets.
+16-view batched render, bytes after N frames (a curve), ratios to ours and the CPU targets,
+and the codec on our memory: the two renders a prediction takes and the decode of one 640x480
+and 320x240 view, eager and (on CUDA) replayed from a CUDA graph as the node does.
 
 The references grow without bound; they are integrated for ``--ref-frames`` frames and, past
 that, their exact byte count is *computed* from the number of valid cells/pixels (they append
@@ -225,6 +227,37 @@ def scaling(
     return out
 
 
+def codec_times(
+    codec: Any, mem: LatentSpatialMemory, stream: BenchStream, poses: list[Tensor]
+) -> dict[str, Any]:
+    """The codec on ``mem``: per view size, the renders a prediction takes (latent grid + fine)
+    and the decode, eager and, on CUDA, replayed from a CUDA graph (``Predictor``'s default)."""
+    from mirage_ros.core.cuda_graph import GraphedDecode
+    from mirage_ros.core.predictor import render_for_codec
+
+    device = next(codec.parameters()).device
+    out: dict[str, Any] = {"codec_id": codec.codec_id}
+    graphed = GraphedDecode(codec) if GraphedDecode.usable(codec) else None
+    for label, (gw, gh) in {"640x480": (640, 480), "320x240": (320, 240)}.items():
+        K = scale_intrinsics(stream.K, gw / stream.width, gh / stream.height)
+        renders = [render_for_codec(codec, mem, K, T, gh, gw) for T in poses]
+        inputs = [(r.latents, r.coverage, r.depth_m, gh, gw, r.offset, f) for r, f in renders]
+        entry: dict[str, Any] = {
+            "render_for_codec_ms": _pct(
+                [_timed(device, render_for_codec, codec, mem, K, T, gh, gw) for T in poses]
+            )
+        }
+        with torch.inference_mode():
+            codec.decode(*inputs[0])  # warm-up
+            entry["decode_ms"] = _pct([_timed(device, codec.decode, *a) for a in inputs])
+            if graphed is not None:
+                graphed(*inputs[0])  # captures this size's graph
+                reps = [a for a in inputs for _ in range(5)]
+                entry["decode_cuda_graph_ms"] = _pct([_timed(device, graphed, *a) for a in reps])
+        out[label] = entry
+    return out
+
+
 def run_bench(
     *,
     device_name: str = "cpu",
@@ -240,9 +273,13 @@ def run_bench(
     render_views: int = 10,
     scaling_voxels: tuple[int, ...] = (),
     seed: int = 0,
+    codec_weights: str | None = "",
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the benchmark and return the JSON-compatible report."""
+    """Run the benchmark and return the JSON-compatible report.
+
+    ``codec_weights``: the codec timed on our memory ("" = the shipped one, None = none).
+    """
     device = resolve_device(device_name)
     if frames < 1 or ref_frames < 0 or lap_frames < 2 or render_views < 1:
         raise ConfigError("frames >= 1, ref_frames >= 0, lap_frames >= 2, render_views >= 1")
@@ -350,6 +387,20 @@ def run_bench(
         for k in ("append_latent_cloud", "pixel_cloud")
     }
     lap_curve = [c for c in curve["ours"] if c["frames"] >= lap_frames]
+    codec_report: dict[str, Any] = {"skipped": "--no-codec"}
+    if codec_weights is not None:
+        from mirage_ros.core.codec import load_codec
+
+        codec = load_codec(codec_weights or None, device=device).eval()
+        if codec.config.latent_channels != channels:
+            codec_report = {
+                "skipped": f"the codec has {codec.config.latent_channels} latent channels, "
+                f"the stream {channels}"
+            }
+        else:
+            if progress is not None:
+                progress(f"codec {codec.codec_id} on our memory")
+            codec_report = codec_times(codec, ours, stream, poses)
     if progress is not None and scaling_voxels:
         progress(f"scaling runs at {list(scaling_voxels)} voxels")
     big = dataclasses.replace(cfg, max_memory_mb=max(cfg.max_memory_mb, 4096.0))
@@ -377,6 +428,7 @@ def run_bench(
             lap_curve[-1]["bytes"] - lap_curve[0]["bytes"] if len(lap_curve) >= 2 else None
         ),
         "scaling": scale_report,
+        "codec": codec_report,
         "wall_s": time.perf_counter() - t_start,
     }
 
@@ -407,6 +459,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="100000,1000000",
         help="comma-separated voxel counts for the cost-vs-memory-size runs ('' = none)",
     )
+    parser.add_argument(
+        "--codec-weights", default="", help="codec timed on our memory (default: the shipped one)"
+    )
+    parser.add_argument("--no-codec", action="store_true", help="do not time the codec")
     parser.add_argument("--out", type=Path, default=Path("bench.json"), help="output JSON file")
 
 
@@ -441,6 +497,7 @@ def run(args: argparse.Namespace) -> int:
         scaling_voxels=scaling_voxels,
         lap_frames=lap,
         render_views=views,
+        codec_weights=None if args.no_codec else str(args.codec_weights),
         progress=lambda m: print(m, flush=True),
     )
     out = Path(args.out)
@@ -461,6 +518,11 @@ def run(args: argparse.Namespace) -> int:
                 "device": report["device"],
                 "summary": summary,
                 "ratios": report["ratios_at_final_frames"],
+                "codec_decode_ms_p50": {
+                    k: {m: v[m]["p50"] for m in v if m.startswith("decode")}
+                    for k, v in report["codec"].items()
+                    if isinstance(v, dict)
+                },
                 "out": str(out),
             },
             indent=2,

@@ -35,6 +35,23 @@ def test_quick_bench_writes_all_memories_and_ratios(tmp_path: Path) -> None:
         assert {"640x480", "320x240", "batched16_640x480"} <= set(m["render_ms"])
         assert m["bytes_curve"][-1]["frames"] == 12
     assert report["ratios_at_final_frames"]["pixel_cloud_over_ours"] > 1.0
+    assert "4" in report["codec"]["skipped"]  # the shipped codec has 16 channels, not 4
+
+
+def test_bench_times_the_shipped_codec_on_our_memory(tmp_path: Path) -> None:
+    args = _args(tmp_path, quick=True, frames=8, lap_frames=8, channels=16, scaling_voxels="")
+    args.resolution = "64x48"
+    assert bench.run(args) == 0
+    codec = json.loads((tmp_path / "b.json").read_text())["codec"]
+    assert codec["codec_id"].startswith("mirage-codec-v")
+    for size in ("640x480", "320x240"):
+        assert codec[size]["decode_ms"]["count"] == 2  # quick: two views
+        assert codec[size]["render_for_codec_ms"]["p50"] > 0
+        assert "decode_cuda_graph_ms" not in codec[size]  # CPU: no graphs
+    args = _args(tmp_path, quick=True, frames=4, lap_frames=4, channels=16, scaling_voxels="")
+    args.no_codec, args.resolution = True, "64x48"
+    assert bench.run(args) == 0
+    assert json.loads((tmp_path / "b.json").read_text())["codec"] == {"skipped": "--no-codec"}
 
 
 def test_bench_stream_revisits_the_same_places() -> None:
@@ -59,3 +76,13 @@ def test_prefilled_memory_holds_the_requested_voxels_and_renders() -> None:
 def test_bench_refuses_bad_resolution(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         bench.run(_args(tmp_path, resolution="wide"))
+
+
+@pytest.mark.gpu
+def test_bench_times_the_graphed_decode_on_cuda(tmp_path: Path) -> None:
+    args = _args(tmp_path, quick=True, frames=8, lap_frames=8, channels=16, scaling_voxels="")
+    args.device, args.resolution = "cuda", "64x48"
+    assert bench.run(args) == 0
+    codec = json.loads((tmp_path / "b.json").read_text())["codec"]
+    for size in ("640x480", "320x240"):
+        assert codec[size]["decode_cuda_graph_ms"]["count"] == 10  # 2 views, 5 times each
