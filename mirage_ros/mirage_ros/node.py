@@ -6,16 +6,22 @@ operation; service/action callbacks (a reentrant group, run by a thread pool) wa
 worker's futures. The node never blocks on TF: frames wait in the engine until their transform
 exists (or are dropped and counted after ``transform_wait_s``).
 
-The executor (:class:`PoolExecutor`) runs the sensor group's callbacks (convert + enqueue, never
-blocking) on the spin thread itself and every other callback in a thread pool, waiting after
-each hand-off until the pool thread has started it. Both are fixes for what rclpy's
-MultiThreadedExecutor did under the soak load (30 Hz RGB-D + 100 Hz /tf on 2 cores): it handed
-~220 callbacks/s to pool threads, each hand-off waiting for the GIL, so camera infos and
-transforms arrived late, the frame queue overflowed and nothing was integrated; and while a
-task waited for a pool thread its spin loop re-submitted it in a tight loop, holding the GIL.
-At most ``max_concurrent_requests`` requests wait on the worker at once and the pool has four
-threads more than that, so timers always find a thread; a request over the limit gets an
-immediate "busy" answer.
+The sensor subscriptions (camera images, camera infos, /tf, /tf_static) live on a companion
+node, ``<name>_sensors`` in the same namespace, spun by a single-threaded executor on a thread
+of its own: their callbacks (convert + enqueue, never blocking) run there, and its wait set
+holds those few subscriptions alone. On the main node's executor every wake-up rebuilds a wait
+set of ~50 entities (publishers and their QoS-event handlers, services, parameter services, the
+action server, timers) in Python, 0.7 ms each; at 30 Hz RGB-D + 100 Hz /tf that was the spin
+thread's largest cost, all of it holding the GIL the worker needs. The companion gets the
+process's topic remaps (``node_config.sensor_node_remaps``), not its node-name rules.
+
+The main executor (:class:`PoolExecutor`) runs every other callback in a thread pool, waiting
+after each hand-off until the pool thread has started it: rclpy's MultiThreadedExecutor, under
+the soak load (30 Hz RGB-D + 100 Hz /tf on 2 cores), handed ~220 callbacks/s to pool threads,
+each hand-off waiting for the GIL, and while a task waited for a pool thread its spin loop
+re-submitted it in a tight loop, holding the GIL. At most ``max_concurrent_requests`` requests
+wait on the worker at once and the pool has four threads more than that, so timers always find
+a thread; a request over the limit gets an immediate "busy" answer.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from rclpy.executors import (
     Executor,
     ExternalShutdownException,
     ShutdownException,
+    SingleThreadedExecutor,
     TimeoutException,
 )
 from rclpy.node import Node
@@ -60,6 +67,7 @@ from mirage_ros.core.config import MemoryConfig
 from mirage_ros.core.errors import ConfigError, MirageError, RequestError
 from mirage_ros.dds import use_large_image_profile
 from mirage_ros.engine import Engine
+from mirage_ros.node_config import sensor_node_remaps
 from mirage_ros.transforms import TransformBuffer
 from mirage_ros.view_requests import RequestResolver, ViewRequest, confine_path
 from mirage_ros_interfaces.action import PredictTrajectory
@@ -90,7 +98,9 @@ _RELIABLE_SENSOR = QoSProfile(depth=30, reliability=ReliabilityPolicy.RELIABLE)
 class MirageNode(Node):
     """The latent spatial memory as a ROS 2 node."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, ros_args: list[str] | None = None, **kwargs: Any) -> None:
+        """``ros_args``: the command line given to ``rclpy.init`` (for the remaps the sensor
+        node needs; None = ``sys.argv``)."""
         super().__init__("mirage", **kwargs)
         params.declare_parameters(self)
         self.config, memory_kwargs = params.read_configs(self)
@@ -100,7 +110,18 @@ class MirageNode(Node):
         self.resolver = RequestResolver(self.tf_buffer, self.engine)
         self._memory_dir = Path(os.path.expanduser(self.config.memory_dir))
         self._last_log: dict[str, float] = {}
-        self.sensor_group = MutuallyExclusiveCallbackGroup()  # never blocks: see PoolExecutor
+        # the sensor subscriptions live on a companion node with an executor of its own: see
+        # the module docstring
+        self.sensor_node = Node(
+            f"{self.get_name()}_sensors",
+            namespace=self.get_namespace(),
+            context=self.context,
+            cli_args=_remap_args(sensor_node_remaps(_ros_args(ros_args), self.get_name())),
+            use_global_arguments=False,
+            start_parameter_services=False,
+        )
+        self._sensor_executor = SingleThreadedExecutor(context=self.context)
+        self._sensor_thread: threading.Thread | None = None
         self._request_group = ReentrantCallbackGroup()
         self._timer_group = MutuallyExclusiveCallbackGroup()
         self._request_slots = threading.BoundedSemaphore(self.config.max_concurrent_requests)
@@ -110,6 +131,11 @@ class MirageNode(Node):
             self._load_at_start(self.config.load_path)
         self._create_interfaces()
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._sensor_executor.add_node(self.sensor_node)
+        self._sensor_thread = threading.Thread(
+            target=self._spin_sensors, name="mirage_sensors", daemon=True
+        )
+        self._sensor_thread.start()
         mem = self.predictor.memory
         self.get_logger().info(
             f"mirage ready: device={mem.device} codec={self.predictor.codec.codec_id} "
@@ -125,40 +151,37 @@ class MirageNode(Node):
         )
         for ns in cfg.camera_namespaces:
             base = ns.rstrip("/")
-            self.create_subscription(
+            if base.startswith("~"):  # private to this node, not to its sensor companion
+                base = self.get_fully_qualified_name() + base[1:]
+            self.sensor_node.create_subscription(
                 Image,
                 f"{base}/color/image_raw",
                 lambda m, ns=ns: self._on_color(ns, m),
                 sensor_qos,
-                callback_group=self.sensor_group,
             )
-            self.create_subscription(
+            self.sensor_node.create_subscription(
                 CameraInfo,
                 f"{base}/color/camera_info",
                 lambda m, ns=ns: self._on_info(ns, m),
                 sensor_qos,
-                callback_group=self.sensor_group,
             )
-            self.create_subscription(
+            self.sensor_node.create_subscription(
                 Image,
                 f"{base}/depth/image_raw",
                 lambda m, ns=ns: self._on_depth(ns, m),
                 sensor_qos,
-                callback_group=self.sensor_group,
             )
-        self.create_subscription(
+        self.sensor_node.create_subscription(
             TFMessage,
             "/tf",
             lambda m: self._on_tf(m, False),
             _TF,
-            callback_group=self.sensor_group,
         )
-        self.create_subscription(
+        self.sensor_node.create_subscription(
             TFMessage,
             "/tf_static",
             lambda m: self._on_tf(m, True),
             _TF_STATIC,
-            callback_group=self.sensor_group,
         )
         self.create_subscription(
             PoseStamped,
@@ -515,40 +538,50 @@ class MirageNode(Node):
         conv.fill_point_cloud2_msg(msg, xyz, rgb, PointField)
         self.pub_cloud.publish(msg)
 
+    def _spin_sensors(self) -> None:
+        """The sensor executor's thread: convert + enqueue, until the node is destroyed. A
+        callback's unexpected error is logged and the thread goes on (the node stays up)."""
+        while self.context.ok() and self._sensor_thread is not None:
+            try:
+                self._sensor_executor.spin_once(timeout_sec=0.1)
+            except (ExternalShutdownException, ShutdownException):
+                return
+            except Exception as exc:  # never lose the sensor thread
+                self._log("error", f"sensor callback failed: {type(exc).__name__}: {exc}")
+
     def destroy_node(self) -> None:
-        engine = getattr(self, "engine", None)  # absent when the constructor failed
+        thread = getattr(self, "_sensor_thread", None)  # absent when the constructor failed
+        if thread is not None:
+            self._sensor_thread = None
+            self._sensor_executor.shutdown(timeout_sec=1.0)
+            thread.join(timeout=2.0)
+        sensor_node = getattr(self, "sensor_node", None)
+        if sensor_node is not None:
+            sensor_node.destroy_node()
+        engine = getattr(self, "engine", None)
         if engine is not None:
             engine.stop()
         super().destroy_node()
 
 
 class PoolExecutor(Executor):
-    """Runs callbacks of ``inline_groups`` on the spin thread and all others in a thread pool,
-    like rclpy's MultiThreadedExecutor but without its busy loop: each spin waits (briefly)
-    until the callback it handed to the pool has started.
+    """Runs callbacks in a thread pool, like rclpy's MultiThreadedExecutor but without its busy
+    loop: each spin waits (briefly) until the callback it handed to the pool has started.
 
     Uses only the Executor API shared by Humble, Jazzy and Kilted.
     """
 
-    def __init__(
-        self, num_threads: int, *, inline_groups: tuple[Any, ...] = (), context: Any = None
-    ) -> None:
+    def __init__(self, num_threads: int, *, context: Any = None) -> None:
         super().__init__(context=context)
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max(2, num_threads), thread_name_prefix="mirage_callback"
         )
-        self._inline_groups = inline_groups
         self._handlers: list[Any] = []
 
     def spin_once(self, timeout_sec: float | None = None) -> None:
         try:
-            handler, entity, _node = self.wait_for_ready_callbacks(timeout_sec=timeout_sec)
+            handler, _entity, _node = self.wait_for_ready_callbacks(timeout_sec=timeout_sec)
         except (ExternalShutdownException, ShutdownException, TimeoutException):
-            return
-        group = getattr(entity, "callback_group", None)
-        if group is not None and any(group is g for g in self._inline_groups):
-            handler()
-            handler.result()  # a callback's exception surfaces here, as in rclpy's executors
             return
         started = threading.Event()
 
@@ -570,6 +603,18 @@ class PoolExecutor(Executor):
         ok = bool(super().shutdown(timeout_sec))
         self._pool.shutdown(wait=False, cancel_futures=True)
         return ok
+
+
+def _ros_args(args: list[str] | None) -> list[str]:
+    """The command line rclpy.init read its ROS arguments from."""
+    return list(sys.argv if args is None else args)
+
+
+def _remap_args(rules: list[str]) -> list[str] | None:
+    """``cli_args`` for a node that gets only these remap rules."""
+    if not rules:
+        return None
+    return ["--ros-args", *(x for rule in rules for x in ("-r", rule))]
 
 
 def _device_memory_bytes(device: Any) -> int:
@@ -605,16 +650,13 @@ def main(args: list[str] | None = None) -> int:
     use_large_image_profile()  # before the participant exists; a user's own profile wins
     rclpy.init(args=args)
     try:
-        node = MirageNode()
+        node = MirageNode(ros_args=args)
     except (ConfigError, MirageError) as exc:
         print(f"mirage_node: error: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
     # Never fewer free threads than sensors and timers need: see the module docstring.
-    executor = PoolExecutor(
-        num_threads=node.config.max_concurrent_requests + 4,
-        inline_groups=(node.sensor_group,),
-    )
+    executor = PoolExecutor(num_threads=node.config.max_concurrent_requests + 4)
     executor.add_node(node)
     try:
         executor.spin()

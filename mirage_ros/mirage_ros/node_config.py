@@ -7,12 +7,14 @@ so every parameter is declared once, from the field's type, default and metadata
 from __future__ import annotations
 
 import dataclasses
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from mirage_ros.core.errors import ConfigError
 
-__all__ = ["LIVE_NODE_PARAMETERS", "NodeConfig"]
+__all__ = ["LIVE_NODE_PARAMETERS", "NodeConfig", "sensor_node_remaps"]
 
 
 def _p(default: Any, description: str, range_: tuple[float, float] | None = None) -> Any:
@@ -139,3 +141,36 @@ class NodeConfig:
 LIVE_NODE_PARAMETERS = frozenset(
     {"max_rate_hz", "max_poses_per_request", "cloud_period_s", "depth_slop_s", "transform_wait_s"}
 )
+
+
+_RULE = re.compile(r"^(?:(?P<node>[^:/]+):(?!//))?(?P<match>[^:]*(?:://[^:]*)?):=(?P<repl>.*)$")
+_NAME_RULES = frozenset({"__node", "__name", "__ns"})
+
+
+def sensor_node_remaps(ros_args: Sequence[str] | None, node_name: str) -> list[str]:
+    """The remap rules of a process's ROS arguments that apply to the node ``node_name``'s
+    topics, for the companion node that holds its sensor subscriptions.
+
+    The companion does not read the process's arguments itself (a global ``__node:=`` would give
+    it the same name): it gets the topic rules, rules prefixed ``node_name:`` without their
+    prefix, and neither the node-name and namespace rules nor those meant for other nodes.
+    ``ros_args``: the command line as ``rclpy.init`` got it (``--ros-args -r a:=b ... --``).
+    """
+    rules: list[str] = []
+    in_ros = False
+    tokens = list(ros_args or [])
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok == "--ros-args":
+            in_ros = True
+        elif tok == "--":
+            in_ros = False
+        elif in_ros and tok in ("-r", "--remap") and i + 1 < len(tokens):
+            i += 1
+            m = _RULE.match(tokens[i])
+            mine = m is not None and m["node"] in (None, node_name)
+            if m is not None and mine and m["match"] not in _NAME_RULES:
+                rules.append(f"{m['match']}:={m['repl']}")
+        i += 1
+    return rules

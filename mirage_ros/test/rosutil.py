@@ -20,7 +20,11 @@ _COUNTER = [0]
 
 
 def start_node(
-    tmp: Path, *params: str, log_name: str = "node.log", ns: str | None = None
+    tmp: Path,
+    *params: str,
+    log_name: str = "node.log",
+    ns: str | None = None,
+    remaps: tuple[str, ...] = (),
 ) -> subprocess.Popen[bytes]:
     """Start mirage_node as its own process (DDS settings inherited from conftest).
 
@@ -56,6 +60,8 @@ def start_node(
         cmd += ["-p", f"weights_path:={weights}"]
     for p in params:
         cmd += ["-p", p]
+    for rule in remaps:
+        cmd += ["-r", rule]
     log = open(tmp / log_name, "ab")  # noqa: SIM115 - owned by the process
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     proc.ns = ns  # type: ignore[attr-defined]

@@ -53,3 +53,19 @@ def test_yaml_names_every_parameter_with_its_default() -> None:
     assert params == node_defaults
     mem_defaults = {k: v for k, v in MemoryConfig().to_dict().items() if k not in DERIVED}
     assert memory == mem_defaults
+
+
+def test_the_sensor_node_gets_the_topic_remaps_not_the_node_name_rules() -> None:
+    from mirage_ros.node_config import sensor_node_remaps
+
+    argv = ["mirage_node", "--ros-args", "-r", "__node:=front", "-r", "__ns:=/robot"]
+    argv += ["-r", "camera/color/image_raw:=/cam/rgb", "-p", "device:=cpu"]
+    argv += ["--remap", "front:tf:=/tf_robot", "-r", "other:tf:=/nope", "-r", "mirage:x:=/y"]
+    argv += ["-r", "front:rostopic://a:=b", "--", "-r", "after:=the_ros_args"]
+    assert sensor_node_remaps(argv, "front") == [
+        "camera/color/image_raw:=/cam/rgb",
+        "tf:=/tf_robot",
+        "rostopic://a:=b",
+    ]
+    assert sensor_node_remaps(None, "mirage") == []
+    assert sensor_node_remaps(["x", "--ros-args", "-r"], "mirage") == []  # no rule after -r

@@ -73,3 +73,23 @@ def test_two_cameras_are_both_integrated(tmp_path: Path, client, frames) -> None
         assert status.dropped_no_transform == 0
     finally:
         stop_node(proc)
+
+
+def test_topic_remaps_reach_the_sensor_subscriptions(tmp_path: Path, client, frames) -> None:
+    """The camera topics are subscribed by the companion node mirage_sensors: a remap on the
+    command line (as a launch file gives it) applies to them (the node-name rules that must
+    not: test_node_config)."""
+    from mirage_ros_interfaces.srv import PredictViews
+
+    topics = ("color/image_raw", "color/camera_info", "depth/image_raw")
+    proc = start_node(tmp_path, remaps=tuple(f"camera/{t}:=moved/{t}" for t in topics))
+    client.attach(proc)
+    try:
+        client.client(PredictViews, "predict_views")
+        client.publish_frames(frames[:6], camera_ns="moved", camera_frame="moved_optical")
+        assert client.wait_settled(6).frames_integrated == 6
+        names = client.node.get_node_names_and_namespaces()
+        ns = proc.ns  # type: ignore[attr-defined]
+        assert sorted(n for n, n_ns in names if n_ns == ns) == ["mirage", "mirage_sensors"]
+    finally:
+        stop_node(proc)
