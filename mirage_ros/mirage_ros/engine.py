@@ -22,6 +22,7 @@ import numpy as np
 
 from mirage_ros.core.errors import MirageError, RequestError, TransformError
 from mirage_ros.node_config import NodeConfig
+from mirage_ros.procutil import name_this_thread
 from mirage_ros.transforms import TransformBuffer
 
 __all__ = ["CameraState", "ColorFrame", "Engine", "EngineCounters"]
@@ -221,6 +222,7 @@ class Engine:
             raise RequestError(f"the memory worker did not answer within {timeout:.1f} s") from exc
 
     def _worker(self) -> None:
+        name_this_thread("mirage_worker")
         while True:
             with self._wake:
                 while self._running and not self._jobs and not self._ready_frame_locked():

@@ -68,6 +68,7 @@ from mirage_ros.core.errors import ConfigError, MirageError, RequestError
 from mirage_ros.dds import use_large_image_profile
 from mirage_ros.engine import Engine
 from mirage_ros.node_config import sensor_node_remaps
+from mirage_ros.procutil import name_this_thread
 from mirage_ros.transforms import TransformBuffer
 from mirage_ros.view_requests import RequestResolver, ViewRequest, confine_path
 from mirage_ros_interfaces.action import PredictTrajectory
@@ -541,6 +542,7 @@ class MirageNode(Node):
     def _spin_sensors(self) -> None:
         """The sensor executor's thread: convert + enqueue, until the node is destroyed. A
         callback's unexpected error is logged and the thread goes on (the node stays up)."""
+        name_this_thread("mirage_sensors")
         while self.context.ok() and self._sensor_thread is not None:
             try:
                 self._sensor_executor.spin_once(timeout_sec=0.1)
@@ -574,7 +576,10 @@ class PoolExecutor(Executor):
     def __init__(self, num_threads: int, *, context: Any = None) -> None:
         super().__init__(context=context)
         self._pool = concurrent.futures.ThreadPoolExecutor(
-            max(2, num_threads), thread_name_prefix="mirage_callback"
+            max(2, num_threads),
+            thread_name_prefix="mirage_callback",
+            initializer=name_this_thread,
+            initargs=("mirage_callback",),
         )
         self._handlers: list[Any] = []
 

@@ -50,6 +50,7 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
             "keeps_up": integrated is not None and integrated >= published and dropped == 0,
         },
         "roundtrip": report.get("roundtrip"),
+        "node_thread_cpu_s": report.get("node_thread_cpu_s"),
         "failed_calls": report["failed_calls"],
     }
 

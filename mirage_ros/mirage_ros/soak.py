@@ -23,7 +23,7 @@ import numpy as np
 
 from mirage_ros.core.errors import ConfigError, MirageError
 from mirage_ros.dds import use_large_image_profile
-from mirage_ros.procutil import stop_process
+from mirage_ros.procutil import stop_process, thread_cpu_s
 
 __all__ = ["add_arguments", "run", "soak"]
 
@@ -195,6 +195,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                 failures.append(getattr(fut.result(), "message", "no response"))
 
         epoch_ns = time.time_ns()
+        cpu_start = thread_cpu_s(proc.pid)
         while (now := time.monotonic()) - t0 < args.duration_s:
             if proc.poll() is not None:
                 raise MirageError(f"soak: the node exited with {proc.returncode}")
@@ -266,6 +267,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 next_sample += 1.0
             time.sleep(0.001)
+        cpu_end = thread_cpu_s(proc.pid)
         end = time.monotonic() + 60
         while (pending_pred or pending_save) and time.monotonic() < end:
             for started, fut in [(t, f) for t, f in pending_pred if f.done()]:
@@ -316,6 +318,13 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     if roundtrip is not None:
         report["roundtrip"] = roundtrip
     report["failure_messages"] = failures
+    # the node's threads by name, CPU seconds during the load: the worker, the sensor thread,
+    # the spin (main) thread, the callback pool, DDS
+    report["node_thread_cpu_s"] = {
+        name: round(cpu_end[name] - cpu_start.get(name, 0.0), 2)
+        for name in sorted(cpu_end, key=lambda n: cpu_start.get(n, 0.0) - cpu_end[n])
+        if cpu_end[name] - cpu_start.get(name, 0.0) > 0.0
+    }
     return report
 
 
