@@ -120,6 +120,7 @@ class MirageNode(Node):
             cli_args=_remap_args(sensor_node_remaps(_ros_args(ros_args), self.get_name())),
             use_global_arguments=False,
             start_parameter_services=False,
+            enable_rosout=False,  # it logs through this node
         )
         self._sensor_executor = SingleThreadedExecutor(context=self.context)
         self._sensor_thread: threading.Thread | None = None
