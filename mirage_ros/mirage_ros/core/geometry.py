@@ -7,6 +7,7 @@ point projects to pixel ``round(u), round(v)``. Intrinsics K are the usual
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -38,16 +39,15 @@ def validate_intrinsics(K: Tensor) -> Tensor:
         raise ShapeError(f"K must be (3, 3) or (B, 3, 3), got {tuple(K.shape)}")
     if K.is_complex() or not (K.is_floating_point() or K.dtype in (torch.int32, torch.int64)):
         raise ShapeError(f"K must be real-valued, got dtype {K.dtype}")
-    Kd = K.detach().to(device="cpu", dtype=torch.float64).reshape(-1, 3, 3)  # one sync at most
-    if not bool(torch.isfinite(Kd).all()):
+    # checked in numpy: a few 3x3 values, and a dozen torch calls would cost more than the check
+    Kd = K.detach().to(device="cpu", dtype=torch.float64).reshape(-1, 3, 3).numpy()
+    if not np.isfinite(Kd).all():
         raise ShapeError("K contains NaN or inf")
-    if bool((Kd[:, 0, 0] <= 0).any()) or bool((Kd[:, 1, 1] <= 0).any()):
+    if (Kd[:, 0, 0] <= 0).any() or (Kd[:, 1, 1] <= 0).any():
         raise ShapeError("K must have fx > 0 and fy > 0")
-    zero = Kd.new_zeros(())
-    if bool((Kd[:, 0, 1] != zero).any()) or bool((Kd[:, 1, 0] != zero).any()):
+    if (Kd[:, 0, 1] != 0).any() or (Kd[:, 1, 0] != 0).any():
         raise ShapeError("K must have zero skew (K[0,1] == K[1,0] == 0)")
-    last = Kd.new_tensor([0.0, 0.0, 1.0])
-    if not bool((Kd[:, 2, :] == last).all()):
+    if not (Kd[:, 2, :] == (0.0, 0.0, 1.0)).all():
         raise ShapeError("K's last row must be [0, 0, 1]")
     return K
 
@@ -64,18 +64,16 @@ def validate_pose(T_world_camera: Tensor) -> Tensor:
         raise ShapeError(f"T_world_camera must be (4, 4) or (B, 4, 4), got {tuple(T.shape)}")
     if T.is_complex() or not T.is_floating_point():
         raise ShapeError(f"T_world_camera must be floating point, got {T.dtype}")
-    Td = T.detach().to(device="cpu", dtype=torch.float64).reshape(-1, 4, 4)  # one sync at most
-    if not bool(torch.isfinite(Td).all()):
+    Td = T.detach().to(device="cpu", dtype=torch.float64).reshape(-1, 4, 4).numpy()  # as in K
+    if not np.isfinite(Td).all():
         raise PoseError("T_world_camera contains NaN or inf")
-    last = Td.new_tensor([0.0, 0.0, 0.0, 1.0])
-    if not bool((Td[:, 3, :] - last).abs().max() <= 1e-9):
+    if not (np.abs(Td[:, 3, :] - (0.0, 0.0, 0.0, 1.0)) <= 1e-9).all():
         raise PoseError("T_world_camera's last row must be [0, 0, 0, 1]")
     R = Td[:, :3, :3]
-    eye = torch.eye(3, dtype=torch.float64)
-    err = (R @ R.transpose(1, 2) - eye).abs().amax()
-    if float(err) > _ROT_TOL:
-        raise PoseError(f"T_world_camera's rotation is not orthonormal (error {float(err):.2e})")
-    if bool((torch.linalg.det(R) <= 0).any()):
+    err = float(np.abs(R @ R.transpose(0, 2, 1) - np.eye(3)).max(initial=0.0))
+    if err > _ROT_TOL:
+        raise PoseError(f"T_world_camera's rotation is not orthonormal (error {err:.2e})")
+    if (np.linalg.det(R) <= 0).any():
         raise PoseError("T_world_camera's rotation has det <= 0 (a reflection)")
     return T
 

@@ -54,23 +54,39 @@ class Frame:
     K: Tensor
     T_world_camera: Tensor
     stamp_ns: int
+    #: K's fx, fy, cx, cy as the float32 values of ``K`` (Python floats: no device op to read)
+    fx_fy_cx_cy: tuple[float, float, float, float]
 
 
 @dataclass
 class FrameCells:
     """A frame's valid cells grouped by voxel (U unique voxels, sorted by key).
 
-    keys: (U,) int64; counts: (U,) float32 cells per voxel; latent_sums: (U, C) float32;
-    position_sums: (U, 3) float32 world metres; normal_sums: (U, 3) float32, the sum of the
-    cells' unit world-frame normals (facing the camera; zero for a cell without one).
+    keys: (U,) int64; sums: (U, C + 7) float32, per voxel the sums of its cells' latents (C),
+    world positions in metres (3), unit world-frame normals (3; facing the camera, zero for a
+    cell without one) and the cell count (1), summed by one ``index_add_``; the properties are
+    views of its columns.
     """
 
     keys: Tensor
-    counts: Tensor
-    latent_sums: Tensor
-    position_sums: Tensor
-    normal_sums: Tensor
+    sums: Tensor
     num_cells: int
+
+    @property
+    def latent_sums(self) -> Tensor:
+        return self.sums[:, :-7]
+
+    @property
+    def position_sums(self) -> Tensor:
+        return self.sums[:, -7:-4]
+
+    @property
+    def normal_sums(self) -> Tensor:
+        return self.sums[:, -4:-1]
+
+    @property
+    def counts(self) -> Tensor:
+        return self.sums[:, -1]
 
 
 def prepare_frame(
@@ -109,17 +125,20 @@ def prepare_frame(
     d = depth_m.to(device=device, dtype=torch.float32)
     valid = valid_depth_mask(d, config.min_depth_m, config.max_depth_m)
     d = torch.where(valid, d, torch.zeros_like(d))
+    K32 = K.to(dtype=torch.float32)
+    k = K32.detach().cpu().reshape(-1).tolist()
     return Frame(
         latents=lat,
         depth_m=d,
         valid=valid,
-        K=K.to(device=device, dtype=torch.float32),
+        K=K32.to(device=device),
         T_world_camera=T_world_camera.to(device=device, dtype=torch.float64),
         stamp_ns=int(stamp_ns),
+        fx_fy_cx_cy=(k[0], k[4], k[2], k[5]),
     )
 
 
-def cell_normals(depth_m: Tensor, valid: Tensor, K: Tensor) -> Tensor:
+def cell_normals(depth_m: Tensor, valid: Tensor, K: Tensor, points: Tensor | None = None) -> Tensor:
     """Camera-frame unit surface normals of a depth grid's cells -> (h, w, 3), zero where unknown.
 
     The normal of cell (v, u) is the cross product of the differences of its neighbours' points,
@@ -129,9 +148,11 @@ def cell_normals(depth_m: Tensor, valid: Tensor, K: Tensor) -> Tensor:
     edges: where the two neighbours along either axis differ in depth by more than
     ``NORMAL_MAX_DEPTH_STEP`` times the cell's depth.
     """
-    P = functional.pad(
-        unproject(depth_m.to(torch.float32), K).permute(2, 0, 1)[None], (1, 1, 1, 1), "replicate"
-    )[0].permute(1, 2, 0)  # (h + 2, w + 2, 3): the border repeats its cells
+    if points is None:  # ``points``: ``unproject(depth_m, K)`` when the caller has it
+        points = unproject(depth_m.to(torch.float32), K)
+    P = functional.pad(points.permute(2, 0, 1)[None], (1, 1, 1, 1), "replicate")[0].permute(
+        1, 2, 0
+    )  # (h + 2, w + 2, 3): the border repeats its cells
     ok = functional.pad(valid[None, None].float(), (1, 1, 1, 1), "replicate")[0, 0] > 0
     z, zc = P[..., 2], P[1:-1, 1:-1, 2]
     gx = P[1:-1, 2:] - P[1:-1, :-2]
@@ -153,27 +174,23 @@ def frame_cells(frame: Frame, config: MemoryConfig) -> FrameCells:
     C = frame.latents.shape[0]
     # the valid cells' flat indices, found once (every boolean mask index is a device sync)
     idx = torch.nonzero(frame.valid.flatten()).squeeze(1)
-    pts_cam = unproject(frame.depth_m, frame.K).reshape(-1, 3)[idx]  # (M, 3)
+    grid = unproject(frame.depth_m, frame.K)  # (h, w, 3), shared with the normals
+    pts_cam = grid.reshape(-1, 3)[idx]  # (M, 3)
     R = frame.T_world_camera[:3, :3].to(torch.float32)
     t = frame.T_world_camera[:3, 3].to(torch.float32)
     pts = pts_cam @ R.T + t
-    nrm = cell_normals(frame.depth_m, frame.valid, frame.K).reshape(-1, 3)[idx] @ R.T  # (M, 3)
+    nrm = cell_normals(frame.depth_m, frame.valid, frame.K, grid).reshape(-1, 3)[idx] @ R.T
     lat = frame.latents.reshape(C, -1).T[idx]  # (M, C)
     ijk, in_range = voxel_coords(pts, config.voxel_size_m)
+    # one row per cell: latents | position | normal | 1 (the count), summed per voxel at once
+    feats = torch.cat([lat, pts, nrm, torch.ones_like(pts[:, :1])], dim=1)
     if not bool(in_range.all()):
         keep = torch.nonzero(in_range).squeeze(1)
-        pts, nrm, lat, ijk = pts[keep], nrm[keep], lat[keep], ijk[keep]
+        feats, ijk = feats[keep], ijk[keep]
     keys = pack_keys(ijk)
     ukeys, inv = torch.unique(keys, sorted=True, return_inverse=True)
-    U = int(ukeys.numel())
-    dev = pts.device
-    counts = torch.zeros(U, dtype=torch.float32, device=dev).index_add_(
-        0, inv, torch.ones_like(inv, dtype=torch.float32)
-    )
-    lat_sums = torch.zeros(U, C, dtype=torch.float32, device=dev).index_add_(0, inv, lat)
-    pos_sums = torch.zeros(U, 3, dtype=torch.float32, device=dev).index_add_(0, inv, pts)
-    nrm_sums = torch.zeros(U, 3, dtype=torch.float32, device=dev).index_add_(0, inv, nrm)
-    return FrameCells(ukeys, counts, lat_sums, pos_sums, nrm_sums, int(keys.numel()))
+    sums = feats.new_zeros(int(ukeys.numel()), C + 7).index_add_(0, inv, feats)
+    return FrameCells(ukeys, sums, int(keys.numel()))
 
 
 def carve_mask(positions_m: Tensor, frame: Frame, config: MemoryConfig) -> Tensor:
@@ -197,8 +214,9 @@ def carve_mask(positions_m: Tensor, frame: Frame, config: MemoryConfig) -> Tenso
     z = p[2]
     front = z > config.min_depth_m
     zs = torch.where(front, z, torch.ones_like(z))
-    u = frame.K[0, 0] * p[0] / zs + frame.K[0, 2]
-    v = frame.K[1, 1] * p[1] / zs + frame.K[1, 2]
+    fx, fy, cx, cy = frame.fx_fy_cx_cy  # the same float32 values as frame.K's
+    u = fx * p[0] / zs + cx
+    v = fy * p[1] / zs + cy
     inside = front & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
     # min over the 2x2 pixels around the sub-pixel projection (invalid = 0 = no evidence)
     d = frame.depth_m[None, None]

@@ -265,15 +265,16 @@ class LatentSpatialMemory:
     def _fuse(self, upd: Tensor, cells: FrameCells, found: Tensor, stamp_ns: int) -> None:
         """Fuse the frame's cells ``found`` (indices) into their voxels' slots ``upd``."""
         w_old = self.weights[upd]
-        n = cells.counts[found]
-        w_sum = w_old + n
-        for stored, sums in (
-            (self.latents, cells.latent_sums),
-            (self.positions, cells.position_sums),
-            (self.normals, cells.normal_sums),
-        ):  # weighted running means, in float32 whatever the storage dtype
-            mean = (stored[upd].float() * w_old[:, None] + sums[found]) / w_sum[:, None]
-            stored[upd] = mean.to(stored.dtype)
+        sums = cells.sums[found]
+        w_sum = w_old + sums[:, -1]
+        C = self.latents.shape[1]
+        stored = torch.cat(
+            [self.latents[upd].float(), self.positions[upd], self.normals[upd].float()], dim=1
+        )  # weighted running means, in float32 whatever the storage dtype
+        mean = (stored * w_old[:, None] + sums[:, :-1]) / w_sum[:, None]
+        self.latents[upd] = mean[:, :C].to(self.latents.dtype)
+        self.positions[upd] = mean[:, C : C + 3]
+        self.normals[upd] = mean[:, C + 3 :].to(self.normals.dtype)
         self.weights[upd] = w_sum.clamp(max=self.config.max_weight)
         self.stamps[upd] = stamp_ns
 
@@ -317,11 +318,14 @@ class LatentSpatialMemory:
                 self._grow(self.n_used + n_new)
         s0 = self.n_used
         slots = torch.arange(s0, s0 + n_new, device=self.device, dtype=torch.int64)
-        cnt = cells.counts[new_idx]
+        sums = cells.sums[new_idx]
+        cnt = sums[:, -1]
+        mean = sums[:, :-1] / cnt[:, None]
+        C = self.latents.shape[1]
         self.keys[slots] = cells.keys[new_idx]
-        self.latents[slots] = (cells.latent_sums[new_idx] / cnt[:, None]).to(self.latents.dtype)
-        self.positions[slots] = cells.position_sums[new_idx] / cnt[:, None]
-        self.normals[slots] = (cells.normal_sums[new_idx] / cnt[:, None]).to(self.normals.dtype)
+        self.latents[slots] = mean[:, :C].to(self.latents.dtype)
+        self.positions[slots] = mean[:, C : C + 3]
+        self.normals[slots] = mean[:, C + 3 :].to(self.normals.dtype)
         self.weights[slots] = cnt.clamp(max=self.config.max_weight)
         self.stamps[slots] = stamp_ns
         self.n_used += n_new
