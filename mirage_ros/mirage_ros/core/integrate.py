@@ -154,12 +154,12 @@ def cell_normals(depth_m: Tensor, valid: Tensor, K: Tensor, points: Tensor | Non
         1, 2, 0
     )  # (h + 2, w + 2, 3): the border repeats its cells
     ok = functional.pad(valid[None, None].float(), (1, 1, 1, 1), "replicate")[0, 0] > 0
-    z, zc = P[..., 2], P[1:-1, 1:-1, 2]
     gx = P[1:-1, 2:] - P[1:-1, :-2]
     gy = P[2:, 1:-1] - P[:-2, 1:-1]
     good = ok[1:-1, 1:-1] & ok[1:-1, 2:] & ok[1:-1, :-2] & ok[2:, 1:-1] & ok[:-2, 1:-1]
-    good &= (z[1:-1, 2:] - z[1:-1, :-2]).abs() <= NORMAL_MAX_DEPTH_STEP * zc
-    good &= (z[2:, 1:-1] - z[:-2, 1:-1]).abs() <= NORMAL_MAX_DEPTH_STEP * zc
+    step = NORMAL_MAX_DEPTH_STEP * P[1:-1, 1:-1, 2]
+    good &= gx[..., 2].abs() <= step  # the neighbours' depth difference along each axis
+    good &= gy[..., 2].abs() <= step
     n = torch.linalg.cross(gx, gy, dim=-1)
     length = n.norm(dim=-1)
     good &= length > 0
