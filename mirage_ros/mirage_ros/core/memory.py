@@ -267,14 +267,10 @@ class LatentSpatialMemory:
         w_old = self.weights[upd]
         sums = cells.sums[found]
         w_sum = w_old + sums[:, -1]
-        C = self.latents.shape[1]
         stored = torch.cat(
             [self.latents[upd].float(), self.positions[upd], self.normals[upd].float()], dim=1
         )  # weighted running means, in float32 whatever the storage dtype
-        mean = (stored * w_old[:, None] + sums[:, :-1]) / w_sum[:, None]
-        self.latents[upd] = mean[:, :C].to(self.latents.dtype)
-        self.positions[upd] = mean[:, C : C + 3]
-        self.normals[upd] = mean[:, C + 3 :].to(self.normals.dtype)
+        self._store_means(upd, (stored * w_old[:, None] + sums[:, :-1]) / w_sum[:, None])
         self.weights[upd] = w_sum.clamp(max=self.config.max_weight)
         self.stamps[upd] = stamp_ns
 
@@ -292,6 +288,13 @@ class LatentSpatialMemory:
         self._free(dead)
         self.carved_total += int(dead.numel())
         return int(dead.numel())
+
+    def _store_means(self, slots: Tensor, mean: Tensor) -> None:
+        """Write float32 means (M, C + 6: latents | position | normal) into ``slots``."""
+        C = self.latents.shape[1]
+        self.latents[slots] = mean[:, :C].to(self.latents.dtype)
+        self.positions[slots] = mean[:, C : C + 3]
+        self.normals[slots] = mean[:, C + 3 :].to(self.normals.dtype)
 
     def _insert(
         self, cells: FrameCells, new: Tensor, stamp_ns: int, protect: Tensor, st: IntegrateStats
@@ -320,12 +323,8 @@ class LatentSpatialMemory:
         slots = torch.arange(s0, s0 + n_new, device=self.device, dtype=torch.int64)
         sums = cells.sums[new_idx]
         cnt = sums[:, -1]
-        mean = sums[:, :-1] / cnt[:, None]
-        C = self.latents.shape[1]
         self.keys[slots] = cells.keys[new_idx]
-        self.latents[slots] = mean[:, :C].to(self.latents.dtype)
-        self.positions[slots] = mean[:, C : C + 3]
-        self.normals[slots] = mean[:, C + 3 :].to(self.normals.dtype)
+        self._store_means(slots, sums[:, :-1] / cnt[:, None])
         self.weights[slots] = cnt.clamp(max=self.config.max_weight)
         self.stamps[slots] = stamp_ns
         self.n_used += n_new
