@@ -10,6 +10,7 @@ a per-pixel confidence. The predictor owns no state beyond the two objects it is
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -120,10 +121,8 @@ class Predictor:
         self.memory = memory
         self.device = next(codec.parameters()).device
         # on CUDA the decode is replayed from CUDA graphs (same bits, several times faster)
-        self._decode = (
-            GraphedDecode(codec).__call__
-            if cuda_graphs and GraphedDecode.usable(codec)
-            else codec.decode
+        self._decode: Callable[..., tuple[Tensor, Tensor]] = (
+            GraphedDecode(codec) if cuda_graphs and GraphedDecode.usable(codec) else codec.decode
         )
 
     @torch.inference_mode()
