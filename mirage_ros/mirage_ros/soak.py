@@ -187,12 +187,23 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         pending_pred: list[tuple[float, Any]] = []
         pending_save: list[Any] = []
 
-        def record(kind: str, fut: Any) -> None:
-            """Count a finished call; keep the first failures' messages."""
-            ok = fut.result() is not None and fut.result().success
-            calls[f"{kind}_{'ok' if ok else 'failed'}"] += 1
-            if not ok and len(failures) < 10:
-                failures.append(getattr(fut.result(), "message", "no response"))
+        def collect(timing: bool) -> None:
+            """Count the finished calls (with ``timing``, keep the predict latencies); keep the
+            first failures' messages."""
+            done = [(t, f) for t, f in pending_pred if f.done()]
+            done += [(None, f) for f in pending_save if f.done()]
+            for started, fut in done:
+                kind = "save" if started is None else "predict"
+                if started is None:
+                    pending_save.remove(fut)
+                else:
+                    pending_pred.remove((started, fut))
+                    if timing:
+                        predict_ms.append((time.monotonic() - started) * 1e3)
+                ok = fut.result() is not None and fut.result().success
+                calls[f"{kind}_{'ok' if ok else 'failed'}"] += 1
+                if not ok and len(failures) < 10:
+                    failures.append(getattr(fut.result(), "message", "no response"))
 
         epoch_ns = time.time_ns()
         cpu_start = thread_cpu_s(proc.pid)
@@ -242,13 +253,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             if now >= next_save:
                 pending_save.append(save.call_async(MemoryFile.Request(path="soak.safetensors")))
                 next_save += args.save_period_s
-            for started, fut in [(t, f) for t, f in pending_pred if f.done()]:
-                pending_pred.remove((started, fut))
-                record("predict", fut)
-                predict_ms.append((time.monotonic() - started) * 1e3)
-            for fut in [f for f in pending_save if f.done()]:
-                pending_save.remove(fut)
-                record("save", fut)
+            collect(timing=True)
             if now >= next_sample and status:
                 s = status[-1]
                 samples.append(
@@ -270,12 +275,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         cpu_end = thread_cpu_s(proc.pid)
         end = time.monotonic() + 60
         while (pending_pred or pending_save) and time.monotonic() < end:
-            for started, fut in [(t, f) for t, f in pending_pred if f.done()]:
-                pending_pred.remove((started, fut))
-                record("predict", fut)
-            for fut in [f for f in pending_save if f.done()]:
-                pending_save.remove(fut)
-                record("save", fut)
+            collect(timing=False)  # answers after the load: counted, not timed
             time.sleep(0.01)
         calls["predict_failed"] += len(pending_pred)
         calls["save_failed"] += len(pending_save)
