@@ -105,6 +105,7 @@ class MirageNode(Node):
         super().__init__("mirage", **kwargs)
         params.declare_parameters(self)
         self.config, memory_kwargs = params.read_configs(self)
+        sys.setswitchinterval(self.config.gil_switch_interval_ms / 1e3)  # the whole process
         self.predictor = _build_predictor(self.config, memory_kwargs)
         self.tf_buffer = TransformBuffer(cache_time_s=30.0)
         self.engine = Engine(self.predictor, self.tf_buffer, self.config, log=self._log)
@@ -643,7 +644,6 @@ def _build_predictor(config: Any, memory_kwargs: dict[str, Any]) -> Any:
     # callbacks and the worker's own Python. Half the cores leaves room for both.
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     torch.set_num_threads(config.torch_threads or max(1, (cores or 2) // 2))
-    sys.setswitchinterval(config.gil_switch_interval_ms / 1e3)
     codec = load_codec(config.weights_path or None, device=config.device)
     memory_config = MemoryConfig(
         **memory_kwargs, latent_channels=codec.config.latent_channels, device=config.device
