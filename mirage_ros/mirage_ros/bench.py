@@ -269,6 +269,7 @@ def run_bench(
     stride: int = 4,
     channels: int = 16,
     voxel_size_m: float = 0.05,
+    near_voxel_size_m: float | None = None,
     max_memory_mb: float = 256.0,
     ref_frames: int = 300,
     lap_frames: int = 500,
@@ -281,13 +282,16 @@ def run_bench(
     """Run the benchmark and return the JSON-compatible report.
 
     ``codec_weights``: the codec timed on our memory ("" = the shipped one, None = none).
+    ``near_voxel_size_m``: our memory's near level (None = the config's default, 0 = none).
     """
     device = resolve_device(device_name)
     if frames < 1 or ref_frames < 0 or lap_frames < 2 or render_views < 1:
         raise ConfigError("frames >= 1, ref_frames >= 0, lap_frames >= 2, render_views >= 1")
     stream = BenchStream(width, height, stride, channels, lap_frames, device, seed)
+    near = {} if near_voxel_size_m is None else {"near_voxel_size_m": near_voxel_size_m}
     cfg = MemoryConfig(
         voxel_size_m=voxel_size_m,
+        **near,
         latent_channels=channels,
         max_memory_mb=max_memory_mb,
         device=str(device),
@@ -446,6 +450,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stride", type=int, default=4, help="latent stride of the encoder")
     parser.add_argument("--channels", type=int, default=16, help="latent channels")
     parser.add_argument("--voxel-size", type=float, default=0.05, help="voxel size (m)")
+    parser.add_argument(
+        "--near-voxel-size",
+        type=float,
+        default=None,
+        help="voxel size (m) of the near level (default: the memory's default; 0 = none)",
+    )
     parser.add_argument("--max-memory-mb", type=float, default=256.0, help="our memory budget")
     parser.add_argument(
         "--ref-frames",
@@ -494,6 +504,7 @@ def run(args: argparse.Namespace) -> int:
         stride=args.stride,
         channels=args.channels,
         voxel_size_m=args.voxel_size,
+        near_voxel_size_m=args.near_voxel_size,
         max_memory_mb=args.max_memory_mb,
         ref_frames=ref_frames,
         scaling_voxels=scaling_voxels,

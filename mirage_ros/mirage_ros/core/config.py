@@ -62,6 +62,20 @@ class MemoryConfig:
 
     #: edge length of one voxel of the hash, metres
     voxel_size_m: float = _f(0.05, "edge length of one memory voxel (m)", 0.001, 10.0)
+    #: edge of the finer voxels that hold the cells observed nearer than ``near_depth_m``: near
+    #: the camera a latent cell covers far less than a voxel, and one latent per voxel would
+    #: average its detail away. Used only when smaller than ``voxel_size_m`` (0 = off)
+    near_voxel_size_m: float = _f(
+        0.025,
+        "edge of the finer voxels holding cells observed nearer than near_depth_m (m); used "
+        "only when smaller than voxel_size_m (0 = one voxel size)",
+        0.0,
+        10.0,
+    )
+    #: cells whose camera depth is below this go into the near voxels (m)
+    near_depth_m: float = _f(
+        3.0, "cells observed nearer than this camera depth (m) go into the near voxels", 0.0, 1e4
+    )
     #: number of latent channels stored per voxel (must match the codec)
     latent_channels: int = _f(
         16, "latent channels stored per voxel (must match the codec)", 1, 1024
@@ -151,6 +165,16 @@ class MemoryConfig:
             )
         if not isinstance(self.device, str) or not self.device:
             raise ConfigError(f"device must be a non-empty string, got {self.device!r}")
+
+    @property
+    def has_near_level(self) -> bool:
+        """Whether near cells go into finer voxels (level 1 keys)."""
+        return 0.0 < self.near_voxel_size_m < self.voxel_size_m and self.near_depth_m > 0.0
+
+    def level_sizes_m(self) -> tuple[float, float]:
+        """Voxel edge of level 0 and level 1 (the same when there is no near level)."""
+        near = self.near_voxel_size_m if self.has_near_level else self.voxel_size_m
+        return self.voxel_size_m, near
 
     @property
     def max_memory_bytes(self) -> int:

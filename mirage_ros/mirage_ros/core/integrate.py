@@ -170,7 +170,10 @@ def cell_normals(depth_m: Tensor, valid: Tensor, K: Tensor, points: Tensor | Non
 
 
 def frame_cells(frame: Frame, config: MemoryConfig) -> FrameCells:
-    """Unproject valid cells, key them by voxel and sum them per voxel (frame-local sort)."""
+    """Unproject valid cells, key them by voxel and sum them per voxel (frame-local sort).
+
+    A cell observed nearer than ``near_depth_m`` goes into a voxel of the finer near level
+    (when the config has one), the others into ``voxel_size_m`` voxels."""
     C = frame.latents.shape[0]
     # the valid cells' flat indices, found once (every boolean mask index is a device sync)
     idx = torch.nonzero(frame.valid.flatten()).squeeze(1)
@@ -181,13 +184,21 @@ def frame_cells(frame: Frame, config: MemoryConfig) -> FrameCells:
     pts = pts_cam @ R.T + t
     nrm = cell_normals(frame.depth_m, frame.valid, frame.K, grid).reshape(-1, 3)[idx] @ R.T
     lat = frame.latents.reshape(C, -1).T[idx]  # (M, C)
-    ijk, in_range = voxel_coords(pts, config.voxel_size_m)
+    level: Tensor | int = 0
+    if config.has_near_level:  # cells seen nearer than near_depth_m: the finer level 1
+        level = (pts_cam[:, 2] < config.near_depth_m).to(torch.int64)
+        coarse, near = config.level_sizes_m()
+        size = torch.where(level > 0, near, coarse).to(torch.float32)[:, None]
+        ijk, in_range = voxel_coords(pts, size)
+    else:
+        ijk, in_range = voxel_coords(pts, config.voxel_size_m)
     # one row per cell: latents | position | normal | 1 (the count), summed per voxel at once
     feats = torch.cat([lat, pts, nrm, torch.ones_like(pts[:, :1])], dim=1)
     if not bool(in_range.all()):
         keep = torch.nonzero(in_range).squeeze(1)
         feats, ijk = feats[keep], ijk[keep]
-    keys = pack_keys(ijk)
+        level = level[keep] if isinstance(level, Tensor) else level
+    keys = pack_keys(ijk, level)
     ukeys, inv = torch.unique(keys, sorted=True, return_inverse=True)
     sums = feats.new_zeros(int(ukeys.numel()), C + 7).index_add_(0, inv, feats)
     return FrameCells(ukeys, sums, int(keys.numel()))

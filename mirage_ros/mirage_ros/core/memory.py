@@ -354,6 +354,9 @@ class LatentSpatialMemory:
         cap = self.config.splat_radius_px if splat_radius_px is None else int(splat_radius_px)
         # every used slot goes in; freed holes are masked out, not gathered away
         n = self.n_used
+        # each voxel splats by the edge of its level
+        sizes = self.config.level_sizes_m()
+        size_m = sizes if self.config.has_near_level else self.config.voxel_size_m
         hits = zbuffer_splat(
             self.positions[:n],
             self.keys[:n],
@@ -363,7 +366,7 @@ class LatentSpatialMemory:
             width=width,
             near_m=self.config.min_depth_m,
             max_radius_px=cap,
-            size_m=self.config.voxel_size_m,
+            size_m=size_m,
             front_band_m=self.config.render_surface_band_m or None,
             blend=self.config.render_blend and self.config.render_surface_band_m > 0,
             normals=self.normals[:n] if self.config.render_backface_cull else None,
@@ -409,24 +412,21 @@ class LatentSpatialMemory:
         assert pix is not None and point is not None and w is not None and offs is not None
         n_pix, C = lat_flat.shape
         count = torch.bincount(pix, minlength=n_pix)
-        multi = count[pix] > 1
-        if not bool(multi.any()):
+        multi = torch.nonzero(count[pix] > 1).squeeze(1)
+        if multi.numel() == 0:
             return
-        pix, point, w, offs = pix[multi], point[multi], w[multi], offs[multi]
+        pix, point, w, offs = (t.index_select(0, multi) for t in (pix, point, w, offs))
         ws = w * float(1 << 32)  # float32 products are exact enough (latents are float16)
-        wq = torch.round(ws).to(torch.int64)
-        vals = torch.cat([self.latents[point].float(), offs], dim=1)  # (M, C + 2)
+        # latents | offset | 1: the weighted sums and the sum of the weights in one index_add_
+        vals = torch.cat([self.latents[point].float(), offs, torch.ones_like(w)[:, None]], dim=1)
         lq = torch.round(vals * ws[:, None]).to(torch.int64)
         # sums only over the blended pixels (a row each), not the whole image
         blended = torch.nonzero(count > 1).squeeze(1)
         row_of = torch.zeros(n_pix, dtype=torch.int64, device=self.device)
         row_of[blended] = torch.arange(blended.numel(), device=self.device)
-        row = row_of[pix]
-        sums = torch.zeros(blended.numel(), C + 2, dtype=torch.int64, device=self.device)
-        sums.index_add_(0, row, lq)
-        sum_w = torch.zeros(blended.numel(), dtype=torch.int64, device=self.device)
-        sum_w.index_add_(0, row, wq)
-        mean = sums.double() / sum_w.clamp_min(1).double()[:, None]
+        sums = torch.zeros(blended.numel(), C + 3, dtype=torch.int64, device=self.device)
+        sums.index_add_(0, row_of[pix], lq)
+        mean = sums[:, :-1].double() / sums[:, -1:].clamp_min(1).double()
         lat_flat[blended] = mean[:, :C].to(torch.float32)
         off_flat[blended] = mean[:, C:].to(torch.float32)
 

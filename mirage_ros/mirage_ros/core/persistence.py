@@ -27,6 +27,7 @@ from safetensors.torch import save as st_save
 
 from mirage_ros.core.config import MemoryConfig
 from mirage_ros.core.errors import ConfigError, MemoryFileError
+from mirage_ros.core.voxel_hash import key_levels, repack_legacy_keys
 
 if TYPE_CHECKING:
     from mirage_ros.core.memory import LatentSpatialMemory
@@ -42,9 +43,11 @@ __all__ = [
 ]
 
 FORMAT_NAME = "mirage_memory"
-#: 2 added the voxels' fused surface normals; version 1 files load with none (never culled)
-FORMAT_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
+#: 2 added the voxels' fused surface normals; version 1 files load with none (never culled).
+#: 3 added the near level (finer voxels for cells seen near the camera): keys carry a level and
+#: 20 bits per axis. Files of versions 1-2 load as one level, their keys repacked
+FORMAT_VERSION = 3
+_READABLE_VERSIONS = (1, 2, 3)
 _MAX_HEADER_BYTES = 1 << 20
 _TENSOR_ORDER = ("keys", "stamps", "weights", "positions", "normals", "latents")
 _TENSOR_ORDER_V1 = ("keys", "stamps", "weights", "positions", "latents")
@@ -82,6 +85,8 @@ def save_memory(memory: LatentSpatialMemory, path: Path) -> None:
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "voxel_size_m": memory.config.voxel_size_m,
+        "near_voxel_size_m": memory.config.near_voxel_size_m,
+        "near_depth_m": memory.config.near_depth_m,
         "latent_channels": memory.config.latent_channels,
         "latent_dtype": memory.config.latent_dtype,
         "codec_id": memory.codec_id,
@@ -169,6 +174,14 @@ def read_memory_file(
         tensors["normals"] = torch.zeros(tensors["positions"].shape, dtype=torch.float16)
     keys, w = tensors["keys"], tensors["weights"]
     _expect(bool((keys >= 0).all()), path, "negative voxel keys")
+    if version < 3:  # one level, 21 bits per axis: today's layout keeps the order
+        repacked = repack_legacy_keys(keys)
+        _expect(repacked is not None, path, "voxel coordinates beyond +-2**19 voxels")
+        assert repacked is not None
+        tensors["keys"] = keys = repacked
+        header["near_voxel_size_m"] = 0.0
+        header["near_depth_m"] = 0.0
+    _expect(bool((key_levels(keys) <= 1).all()), path, "unknown voxel level in a key")
     _expect(bool((keys[1:] > keys[:-1]).all()), path, "voxel keys not strictly increasing")
     _expect(bool((torch.isfinite(w) & (w > 0)).all()), path, "non-positive or non-finite weight")
     for name in ("positions", "normals", "latents"):
@@ -186,7 +199,10 @@ def _check_header(
         path,
         f"format version {ver!r}, this build reads {', '.join(map(str, _READABLE_VERSIONS))}",
     )
-    for key in ("voxel_size_m", "latent_channels", "num_voxels", "checksum_sha256", "config"):
+    required = ["voxel_size_m", "latent_channels", "num_voxels", "checksum_sha256", "config"]
+    if ver == 3:
+        required += ["near_voxel_size_m", "near_depth_m"]
+    for key in required:
         _expect(key in header, path, f"header lacks {key!r}")
     N, C = header["num_voxels"], header["latent_channels"]
     _expect(isinstance(N, int) and N >= 0, path, f"bad num_voxels {N!r}")
@@ -270,8 +286,9 @@ def load_memory_into(
 ) -> None:
     """Replace ``memory``'s content by the file's; all-or-nothing.
 
-    Voxel size, latent dtype and codec id come from the file; the latent channel count must
-    match ``memory.config``; budget, device and the other settings stay those of ``memory``.
+    Voxel sizes (both levels), latent dtype and codec id come from the file; the latent channel
+    count must match ``memory.config``; budget, device and the other settings stay those of
+    ``memory``.
     """
     header, tensors = read_memory_file(path, max_file_bytes=_file_limit(memory.config))
     file_codec = str(header.get("codec_id", "none"))
@@ -289,6 +306,8 @@ def load_memory_into(
         config = dataclasses.replace(
             memory.config,
             voxel_size_m=header["voxel_size_m"],
+            near_voxel_size_m=header["near_voxel_size_m"],
+            near_depth_m=header["near_depth_m"],
             latent_dtype=header["latent_dtype"],
         )
     except ConfigError as exc:
@@ -307,7 +326,8 @@ def memory_from_file(
         cfg["device"] = device
         if max_memory_mb is not None:
             cfg["max_memory_mb"] = max_memory_mb
-        cfg["voxel_size_m"] = header["voxel_size_m"]
+        for key in ("voxel_size_m", "near_voxel_size_m", "near_depth_m"):
+            cfg[key] = header[key]  # the keys' meaning
         cfg["latent_channels"] = header["latent_channels"]
         cfg["latent_dtype"] = header["latent_dtype"]
         config = MemoryConfig.from_dict(cfg)

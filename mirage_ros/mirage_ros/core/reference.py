@@ -3,7 +3,9 @@
 Plain Python loops over cells, voxels and pixels, float64 numpy, a dict keyed by the integer
 voxel coordinates. It follows the same rules as the fast path, written the naive way:
 
-* integrate: every valid cell is unprojected and dropped in voxel ``floor(p / voxel_size_m)``;
+* integrate: every valid cell is unprojected and dropped in voxel ``floor(p / size)`` of its
+  level: level 1 (``size = near_voxel_size_m``) when the config has a near level and the cell's
+  camera depth is below ``near_depth_m``, else level 0 (``size = voxel_size_m``);
   its normal is the cross product of the differences of its neighbours' points (one-sided on
   the border), turned to face the camera (zero next to invalid cells and across depth edges);
   per frame the cells of one voxel are summed; an existing voxel takes the weighted running
@@ -12,7 +14,7 @@ voxel coordinates. It follows the same rules as the fast path, written the naive
   pixels around their sub-pixel projection (invalid = 0) exceeds their depth by the margin;
   they lose ``carve_decrement`` and vanish at weight <= 0.
 * render: every voxel is projected to ``floor(u + 0.5), floor(v + 0.5)`` and splatted to the
-  pixels within ``r`` of it whose centres lie within ``max(0.5 * voxel_size_m * f / z, 0.5)``
+  pixels within ``r`` of it whose centres lie within ``max(0.5 * size * f / z, 0.5)``
   of the sub-pixel projection; a pixel keeps the smallest ``(z, key & 0xffffffff, key)``.
   With back-face culling, a voxel whose normal points away from the camera counts for the
   pixel's nearest depth but never wins it (a pixel whose front surface is all back faces stays
@@ -32,7 +34,7 @@ from torch import Tensor
 
 from mirage_ros.core.config import MemoryConfig
 from mirage_ros.core.integrate import NORMAL_MAX_DEPTH_STEP
-from mirage_ros.core.voxel_hash import KEY_BITS, KEY_OFFSET
+from mirage_ros.core.voxel_hash import KEY_BITS, KEY_OFFSET, LEVEL_SHIFT
 from mirage_ros.core.zbuffer import BACKFACE_COS
 
 __all__ = ["ReferenceLatentMemory", "ReferenceRender"]
@@ -61,9 +63,16 @@ class ReferenceRender:
     offset: np.ndarray
 
 
-def _packed(ijk: tuple[int, int, int]) -> int:
-    i, j, k = (c + KEY_OFFSET for c in ijk)
-    return (i << (2 * KEY_BITS)) | (j << KEY_BITS) | k
+_Key = tuple[int, int, int, int]  # level, i, j, k
+
+
+def _packed(key: _Key) -> int:
+    i, j, k = (c + KEY_OFFSET for c in key[1:])
+    return (key[0] << LEVEL_SHIFT) | (i << (2 * KEY_BITS)) | (j << KEY_BITS) | k
+
+
+def _size(cfg: MemoryConfig, level: int) -> float:
+    return cfg.level_sizes_m()[level]
 
 
 def _point(depth: np.ndarray, Kn: np.ndarray, v: int, u: int) -> np.ndarray:
@@ -97,10 +106,10 @@ def _normal(depth: np.ndarray, valid: np.ndarray, Kn: np.ndarray, v: int, u: int
 
 @dataclass
 class ReferenceLatentMemory:
-    """The reference memory; ``voxels`` maps (i, j, k) -> voxel state."""
+    """The reference memory; ``voxels`` maps (level, i, j, k) -> voxel state."""
 
     config: MemoryConfig
-    voxels: dict[tuple[int, int, int], _Voxel] = field(default_factory=dict)
+    voxels: dict[_Key, _Voxel] = field(default_factory=dict)
 
     def integrate(
         self, latents: Tensor, depth_m: Tensor, K: Tensor, T_world_camera: Tensor, stamp_ns: int
@@ -114,14 +123,16 @@ class ReferenceLatentMemory:
         h, w = depth.shape
         with np.errstate(invalid="ignore"):
             valid = np.isfinite(depth) & (depth >= cfg.min_depth_m) & (depth <= cfg.max_depth_m)
-        sums: dict[tuple[int, int, int], list[Any]] = {}
+        sums: dict[_Key, list[Any]] = {}
         for v in range(h):
             for u in range(w):
                 if not valid[v, u]:
                     continue
-                pw = T[:3, :3] @ _point(depth, Kn, v, u) + T[:3, 3]
-                vs = cfg.voxel_size_m
-                key = (math.floor(pw[0] / vs), math.floor(pw[1] / vs), math.floor(pw[2] / vs))
+                pc = _point(depth, Kn, v, u)
+                pw = T[:3, :3] @ pc + T[:3, 3]
+                level = int(cfg.has_near_level and pc[2] < cfg.near_depth_m)
+                vs = _size(cfg, level)
+                key = (level, *(math.floor(x / vs) for x in pw))
                 acc = sums.setdefault(key, [np.zeros(lat.shape[0]), np.zeros(3), np.zeros(3), 0])
                 acc[0] += lat[:, v, u]
                 acc[1] += pw
@@ -152,7 +163,7 @@ class ReferenceLatentMemory:
         valid: np.ndarray,
         Kn: np.ndarray,
         T: np.ndarray,
-        updated: set[tuple[int, int, int]],
+        updated: set[_Key],
     ) -> None:
         cfg = self.config
         h, w = depth.shape
@@ -200,11 +211,11 @@ class ReferenceLatentMemory:
         C = cfg.latent_channels
         cands: dict[
             tuple[int, int],
-            list[tuple[float, float, int, int, tuple[int, int, int], float, tuple[float, float]]],
+            list[tuple[float, float, int, int, _Key, float, tuple[float, float]]],
         ]
         cands = {}
         r = cfg.splat_radius_px if splat_radius_px is None else splat_radius_px
-        back_faces: set[tuple[int, int, int]] = set()  # they occlude but never win
+        back_faces: set[_Key] = set()  # they occlude but never win
         for key, vox in self.voxels.items():
             if cfg.render_backface_cull:
                 toward = T[:3, 3] - vox.position
@@ -217,8 +228,8 @@ class ReferenceLatentMemory:
             uf = Kn[0, 0] * p[0] / z + Kn[0, 2]
             vf = Kn[1, 1] * p[1] / z + Kn[1, 2]
             u, v = math.floor(uf + 0.5), math.floor(vf + 0.5)
-            ext_u = max(0.5 * cfg.voxel_size_m * Kn[0, 0] / z, 0.5)
-            ext_v = max(0.5 * cfg.voxel_size_m * Kn[1, 1] / z, 0.5)
+            ext_u = max(0.5 * _size(cfg, key[0]) * Kn[0, 0] / z, 0.5)
+            ext_v = max(0.5 * _size(cfg, key[0]) * Kn[1, 1] / z, 0.5)
             pk = _packed(key)
             rr = min(r, math.floor(max(ext_u, ext_v)) + 1)  # no pixel further can be inside
             for dv in range(-rr, rr + 1):
@@ -237,7 +248,7 @@ class ReferenceLatentMemory:
         # the nearest depth but never wins (no front-facing point left: the pixel stays empty)
         # with render_blend, a pixel with several front candidates shows their tent-weighted mean
         band = cfg.render_surface_band_m
-        best: dict[tuple[int, int], tuple[float, int, int, tuple[int, int, int]]] = {}
+        best: dict[tuple[int, int], tuple[float, int, int, _Key]] = {}
         blended: dict[tuple[int, int], np.ndarray] = {}
         offsets: dict[tuple[int, int], np.ndarray] = {}
         for pix, cs in cands.items():

@@ -1,7 +1,11 @@
 """Voxel keys and the sorted two-level key -> slot index of the latent memory.
 
-Keys: integer voxel coordinates ``floor(p / voxel_size_m)`` packed into one non-negative int64
-(21 bits per axis, offset by 2**20, so +-2**20 voxels per axis: +-52 km at 5 cm).
+Keys: a voxel's level and integer coordinates ``floor(p / size)`` (``size`` the level's voxel
+edge) packed into one non-negative int64: the level in bits 60-61, then 20 bits per axis offset
+by 2**19, so +-2**19 voxels per axis (+-26 km at 5 cm, +-13 km at 2.5 cm). Level 0 is the
+memory's ``voxel_size_m``, level 1 its finer ``near_voxel_size_m`` (cells observed near the
+camera); the two never share a key. Files before format version 3 packed level-0 coordinates
+in 21 bits per axis (:func:`repack_legacy_keys`).
 
 Index: a large sorted ``main`` run plus a small sorted ``delta`` run of recently appended
 slots. A frame's new voxels (already sorted by ``torch.unique``) are merged into the delta only,
@@ -20,36 +24,70 @@ from torch import Tensor
 __all__ = [
     "KEY_BITS",
     "KEY_OFFSET",
+    "LEVEL_SHIFT",
     "SortedKeyIndex",
+    "key_levels",
     "pack_keys",
+    "repack_legacy_keys",
     "unpack_keys",
     "voxel_coords",
 ]
 
-KEY_BITS = 21
+KEY_BITS = 20
 KEY_OFFSET = 1 << (KEY_BITS - 1)
+#: the level sits above the three axes
+LEVEL_SHIFT = 3 * KEY_BITS
 _MASK = (1 << KEY_BITS) - 1
+_LEGACY_BITS = 21  # format versions 1-2: level 0 only, 21 bits per axis
+_LEGACY_OFFSET = 1 << (_LEGACY_BITS - 1)
 
 
-def voxel_coords(points_m: Tensor, voxel_size_m: float) -> tuple[Tensor, Tensor]:
-    """Integer voxel coordinates of points (N, 3) -> (ijk (N, 3) int64, in_range (N,) bool)."""
+def voxel_coords(points_m: Tensor, voxel_size_m: float | Tensor) -> tuple[Tensor, Tensor]:
+    """Integer voxel coordinates of points (N, 3) -> (ijk (N, 3) int64, in_range (N,) bool).
+
+    ``voxel_size_m``: one edge for all points, or one per point ((N, 1) float32)."""
     ijk = torch.floor(points_m / voxel_size_m).to(torch.int64)
     in_range = ((ijk >= -KEY_OFFSET) & (ijk < KEY_OFFSET)).all(dim=-1)
     return ijk, in_range
 
 
-def pack_keys(ijk: Tensor) -> Tensor:
-    """Pack voxel coordinates (N, 3) int64 (each in [-2**20, 2**20)) into keys (N,) int64 >= 0."""
+def pack_keys(ijk: Tensor, level: Tensor | int = 0) -> Tensor:
+    """Pack voxel coordinates (N, 3) int64 (each in [-2**19, 2**19)) and their level (0 or 1;
+    an int or (N,) int64) into keys (N,) int64 >= 0."""
     o = ijk + KEY_OFFSET
-    return (o[:, 0] << (2 * KEY_BITS)) | (o[:, 1] << KEY_BITS) | o[:, 2]
+    key = (o[:, 0] << (2 * KEY_BITS)) | (o[:, 1] << KEY_BITS) | o[:, 2]
+    if isinstance(level, Tensor):
+        return key | (level << LEVEL_SHIFT)
+    return key | (int(level) << LEVEL_SHIFT) if level else key
 
 
 def unpack_keys(keys: Tensor) -> Tensor:
-    """Inverse of :func:`pack_keys`: keys (N,) -> ijk (N, 3) int64."""
+    """Inverse of :func:`pack_keys` for the coordinates: keys (N,) -> ijk (N, 3) int64."""
     i = (keys >> (2 * KEY_BITS)) & _MASK
     j = (keys >> KEY_BITS) & _MASK
     k = keys & _MASK
     return torch.stack([i, j, k], dim=-1) - KEY_OFFSET
+
+
+def key_levels(keys: Tensor) -> Tensor:
+    """The level of each key (N,) int64 (a freed slot's key -1 gives -1)."""
+    return keys >> LEVEL_SHIFT
+
+
+def repack_legacy_keys(keys: Tensor) -> Tensor | None:
+    """Keys of format versions 1-2 (21 bits per axis, level 0) in today's layout, order kept;
+    None when a coordinate lies outside today's +-2**19 range."""
+    mask = (1 << _LEGACY_BITS) - 1
+    ijk = (
+        torch.stack(
+            [(keys >> (2 * _LEGACY_BITS)) & mask, (keys >> _LEGACY_BITS) & mask, keys & mask],
+            dim=-1,
+        )
+        - _LEGACY_OFFSET
+    )
+    if not bool(((ijk >= -KEY_OFFSET) & (ijk < KEY_OFFSET)).all()):
+        return None
+    return pack_keys(ijk)
 
 
 def _lookup_run(keys: Tensor, slots: Tensor, query: Tensor, slot_keys: Tensor) -> Tensor:

@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from mirage_ros.core.geometry import invert_pose
+from mirage_ros.core.voxel_hash import LEVEL_SHIFT
 
 __all__ = ["BACKFACE_COS", "ZBufferResult", "zbuffer_splat"]
 
@@ -81,7 +82,7 @@ def zbuffer_splat(
     width: int,
     near_m: float,
     max_radius_px: int = 0,
-    size_m: float | None = None,
+    size_m: float | tuple[float, ...] | None = None,
     front_band_m: float | None = None,
     blend: bool = False,
     normals: Tensor | None = None,
@@ -91,8 +92,9 @@ def zbuffer_splat(
 
     points_world: (N, 3) float32; point_ids: (N,) int64 unique >= 0; K: (B, 3, 3);
     T_world_camera: (B, 4, 4); near_m: points with z <= near_m are culled; max_radius_px:
-    splat radius cap; size_m: the points' physical size for the footprint (None = always
-    ``max_radius_px``); front_band_m: see the module doc; blend (needs front_band_m): also
+    splat radius cap; size_m: the points' physical size for the footprint: one for all, or one
+    per level when the ids are memory keys (``voxel_hash``: a key's level picks its size) (None =
+    always ``max_radius_px``); front_band_m: see the module doc; blend (needs front_band_m): also
     return every front-surface candidate with the tent weight
     ``max(1 - |du|, 1e-3) * max(1 - |dv|, 1e-3)`` of its offset from the pixel centre;
     normals: (N, 3) world-frame surface normals (any float dtype): back faces occlude but never
@@ -179,8 +181,13 @@ def zbuffer_splat(
         one_pixel = torch.ones_like(uk, dtype=torch.bool)
     elif size_m is not None:
         # pixel centres inside the point's projected square (at least its own pixel)
-        ext_u = (0.5 * size_m * fx.squeeze(1)[b_idx] / zk).clamp_(min=0.5)
-        ext_v = (0.5 * size_m * fy.squeeze(1)[b_idx] / zk).clamp_(min=0.5)
+        half: Tensor | float
+        if isinstance(size_m, tuple):  # the level of a memory key picks its size
+            half = 0.5 * torch.tensor(size_m, device=device)[point_ids[n_idx] >> LEVEL_SHIFT]
+        else:
+            half = 0.5 * size_m
+        ext_u = (half * fx.squeeze(1)[b_idx] / zk).clamp_(min=0.5)
+        ext_v = (half * fy.squeeze(1)[b_idx] / zk).clamp_(min=0.5)
         box = (uf - ext_u, uf + ext_u, vf - ext_v, vf + ext_v)
         reach = _reach(uk, vk, *box, r)
         one_pixel = reach == 0
@@ -197,9 +204,10 @@ def zbuffer_splat(
         hidden = one_pixel & own & (zk > zmin_own[own_pix] + (front_band_m or 0.0))
         if bool(hidden.any()):
             kept = torch.nonzero(~hidden).squeeze(1)
-            b_idx, n_idx, zk, uf, vf, uk, vk = (t[kept] for t in (b_idx, n_idx, zk, uf, vf, uk, vk))
+            b_idx, n_idx, zk, uf, vf, uk, vk = _take(kept, b_idx, n_idx, zk, uf, vf, uk, vk)
             if box is not None:
-                box = (box[0][kept], box[1][kept], box[2][kept], box[3][kept])
+                lo_u, hi_u, lo_v, hi_v = _take(kept, *box)
+                box = (lo_u, hi_u, lo_v, hi_v)
             reach = None if reach is None else reach[kept]
     back: Tensor | None = None  # back faces occlude but never win a pixel
     if normals is not None:
@@ -219,13 +227,14 @@ def zbuffer_splat(
             e_idx, ddx, ddy = _footprint(uk, vk, *box, reach, r)
         uk = uk[e_idx] + ddx
         vk = vk[e_idx] + ddy
-        b_idx, n_idx, zk = b_idx[e_idx], n_idx[e_idx], zk[e_idx]
-        uf, vf = uf[e_idx], vf[e_idx]
-        back = None if back is None else back[e_idx]
-    inside = (uk >= 0) & (uk < width) & (vk >= 0) & (vk < height)
-    b_idx, n_idx, zk, uk, vk = b_idx[inside], n_idx[inside], zk[inside], uk[inside], vk[inside]
-    uf, vf = uf[inside], vf[inside]
-    back = None if back is None else back[inside]
+    else:
+        e_idx = None
+    # the candidates inside the image; each array is gathered once (from its point's row)
+    inside = torch.nonzero((uk >= 0) & (uk < width) & (vk >= 0) & (vk < height)).squeeze(1)
+    uk, vk = _take(inside, uk, vk)
+    src = inside if e_idx is None else e_idx[inside]
+    b_idx, n_idx, zk, uf, vf = _take(src, b_idx, n_idx, zk, uf, vf)
+    back = None if back is None else back[src]
     pix = b_idx * hw + vk * width + uk
     ids = point_ids[n_idx]
     zbits = zk.contiguous().view(torch.int32).to(torch.int64)
@@ -240,12 +249,12 @@ def zbuffer_splat(
         front = zk <= zmin[pix] + (front_band_m or 0.0)
         if back is not None:
             front &= ~back
-        pix, ids, zk, n_idx = pix[front], ids[front], zk[front], n_idx[front]
-        du, dv = du[front], dv[front]
+        sel = torch.nonzero(front).squeeze(1)
+        pix, ids, zk, n_idx, du, dv = _take(sel, pix, ids, zk, n_idx, du, dv)
         if front_band_m is not None:
             zbits = (du**2 + dv**2).contiguous().view(torch.int32).to(torch.int64)
         else:
-            zbits = zbits[front]
+            zbits = zbits[sel]
     packed = (zbits << 32) | (ids & _LOW32)
     best = torch.full((B * hw,), torch.iinfo(torch.int64).max, dtype=torch.int64, device=device)
     best.scatter_reduce_(0, pix, packed, reduce="amin", include_self=True)
@@ -257,15 +266,22 @@ def zbuffer_splat(
         best_id.scatter_reduce_(0, pix[cand], ids[cand], reduce="amin", include_self=True)
         win = torch.zeros_like(win)
         win[cand] = ids[cand] == best_id[pix[cand]]
-    wp = pix[win]
-    index.view(-1)[wp] = n_idx[win]
-    depth.view(-1)[wp] = zk[win]
     offsets = torch.stack([du, dv], dim=1)
-    offset.view(-1, 2)[wp] = offsets[win]
+    wsel = torch.nonzero(win).squeeze(1)
+    wp, w_point, w_z, w_off = _take(wsel, pix, n_idx, zk, offsets)
+    index.view(-1)[wp] = w_point
+    depth.view(-1)[wp] = w_z
+    offset.view(-1, 2)[wp] = w_off
     if blend:
         tent = (1.0 - du.abs()).clamp_(min=1e-3) * (1.0 - dv.abs()).clamp_(min=1e-3)
         return ZBufferResult(index, depth, offset, pix, n_idx, tent, offsets)
     return ZBufferResult(index, depth, offset)
+
+
+def _take(rows: Tensor, *arrays: Tensor) -> tuple[Tensor, ...]:
+    """The given rows of each array (one index computed once, instead of a boolean mask per
+    array: each mask index is a nonzero of its own, and a host sync on CUDA)."""
+    return tuple(a.index_select(0, rows) for a in arrays)
 
 
 def _square(r: int, device: torch.device) -> tuple[Tensor, Tensor]:

@@ -90,6 +90,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--voxel-size-m", type=float, default=m.voxel_size_m, help="our memory's voxel size (m)"
     )
     parser.add_argument(
+        "--near-voxel-size-m", type=float, default=m.near_voxel_size_m,
+        help="our memory's voxel size for cells seen nearer than --near-depth-m (0 = one size)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--near-depth-m", type=float, default=m.near_depth_m,
+        help="cells nearer than this camera depth (m) go into the near voxels",
+    )  # fmt: skip
+    parser.add_argument(
         "--max-memory-mb", type=float, default=m.max_memory_mb, help="our memory's budget (MiB)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary line")
@@ -132,8 +140,9 @@ def run(args: argparse.Namespace) -> int:
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError(f"--max-frames must be >= 1, got {args.max_frames}")
     memory_cfg = MemoryConfig(
-        voxel_size_m=args.voxel_size_m, max_memory_mb=args.max_memory_mb, device=args.device
-    )
+        voxel_size_m=args.voxel_size_m, near_voxel_size_m=args.near_voxel_size_m,
+        near_depth_m=args.near_depth_m, max_memory_mb=args.max_memory_mb, device=args.device,
+    )  # fmt: skip
     config = EvalConfig(
         holdout_every=args.holdout_every, holdout_run=args.holdout_run,
         recent_window_s=args.recent_window_s,

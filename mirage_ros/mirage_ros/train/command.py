@@ -137,6 +137,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[0.05],
         help="memory voxel size(s) (m); several = one memory pool each, trained on together",
     )
+    parser.add_argument(
+        "--near-voxel-size",
+        type=float,
+        default=0.0,
+        help="voxel size (m) of the training memories' near level (default 0: one level, as the "
+        "shipped weights were trained)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -252,6 +259,7 @@ def run(args: argparse.Namespace) -> int:
             "camera_rate_hz": args.camera_rate,
             "bags": [str(Path(b).resolve()) for b in args.bag],
             "voxel_size_m": args.voxel_size[0] if len(args.voxel_size) == 1 else args.voxel_size,
+            "near_voxel_size_m": args.near_voxel_size,
             "init": str(args.init) if args.init else None,
         }
     if not data_args["synthetic_seeds"] and not data_args["bags"]:
@@ -291,6 +299,7 @@ def run(args: argparse.Namespace) -> int:
     memory_configs = [
         MemoryConfig(
             voxel_size_m=v,
+            near_voxel_size_m=float(data_args.get("near_voxel_size_m", 0.0)),  # resumed: as begun
             latent_channels=codec_cfg.latent_channels,
             device=str(device),
             max_memory_mb=512.0,

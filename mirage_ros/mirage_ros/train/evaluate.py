@@ -72,6 +72,7 @@ def evaluate(
     camera_rate_hz: float = 5.0,
     time_decode: bool = True,
     voxel_size_m: float = 0.05,
+    near_voxel_size_m: float | None = None,
 ) -> dict[str, Any]:
     """Stream held-out scenes through memory + codec and collect the metrics (see module doc)."""
     codec = load_codec(weights, device="cpu")
@@ -103,8 +104,9 @@ def evaluate(
     rng = np.random.default_rng(0)
     for fs in sets:
         mem_cfg = MemoryConfig(
-            latent_channels=codec.config.latent_channels, voxel_size_m=voxel_size_m, device="cpu"
-        )
+            latent_channels=codec.config.latent_channels, voxel_size_m=voxel_size_m, device="cpu",
+            **({} if near_voxel_size_m is None else {"near_voxel_size_m": near_voxel_size_m}),
+        )  # fmt: skip
         pred = Predictor(codec, LatentSpatialMemory(mem_cfg))
         for i in range(len(fs)):
             if i % holdout != holdout - 1:
@@ -160,6 +162,7 @@ def evaluate(
         "revisit_age_s": revisit_age_s,
         "camera_rate_hz": camera_rate_hz,
         "voxel_size_m": voxel_size_m,
+        "near_voxel_size_m": mem_cfg.near_voxel_size_m if mem_cfg.has_near_level else 0.0,
     }
     return summary
 
@@ -180,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--revisit-age", type=float, default=8.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--voxel-size-m", type=float, default=0.05, help="the memory's voxel size")
+    p.add_argument(
+        "--near-voxel-size-m", type=float, default=None, help="near level (default: the memory's)"
+    )
     p.add_argument("--out", type=Path)
     a = p.parse_args(argv)
     if any(sd >= EVAL_SEED_LIMIT for sd in a.seeds):
@@ -188,7 +194,15 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(a.threads)
     w, h = (int(v) for v in a.resolution.split("x"))
     res = evaluate(
-        a.weights, a.seeds, a.frames, w, h, a.holdout, a.revisit_age, voxel_size_m=a.voxel_size_m
+        a.weights,
+        a.seeds,
+        a.frames,
+        w,
+        h,
+        a.holdout,
+        a.revisit_age,
+        voxel_size_m=a.voxel_size_m,
+        near_voxel_size_m=a.near_voxel_size_m,
     )
     text = json.dumps(res, indent=2)
     print(text)

@@ -106,29 +106,65 @@ def test_refuses_other_format_version(tmp_path: Path, good: bytes) -> None:
     _refused(tmp_path, _rewrite_header(good, {"format_version": 99}), "version")
 
 
-def test_reads_version_1_files_without_normals(tmp_path: Path) -> None:
-    """A file written before normals were stored loads with zero normals (never culled)."""
+def _legacy_file(mem: LatentSpatialMemory, path: Path, version: int) -> Path:
+    """``mem`` (one level) written as format ``version`` 1 or 2 would have: 21 bits per axis,
+    no near-level fields (and in version 1 no normals)."""
     from mirage_ros.core.persistence import _checksum
+    from mirage_ros.core.voxel_hash import unpack_keys
     from safetensors.torch import load, save
 
-    mem = make()
-    path = tmp_path / "m.safetensors"
-    mem.save(path)
-    data = path.read_bytes()
+    current = path.with_suffix(".v3")
+    mem.save(current)
+    data = current.read_bytes()
     (n,) = struct.unpack("<Q", data[:8])
     header = json.loads(json.loads(data[8 : 8 + n])["__metadata__"]["mirage"])
     tensors = load(data)
-    del tensors["normals"]
-    header.update(format_version=1, checksum_sha256=_checksum(tensors, version=1))
-    old = tmp_path / "v1.safetensors"
-    old.write_bytes(save(tensors, metadata={"mirage": json.dumps(header)}))
-    loaded = LatentSpatialMemory.from_file(old, device="cpu")
-    assert loaded.num_voxels == mem.num_voxels
-    assert not bool(loaded.normals.any())
-    mem.normals.zero_()
+    o = unpack_keys(tensors["keys"]) + (1 << 20)
+    tensors["keys"] = (o[:, 0] << 42) | (o[:, 1] << 21) | o[:, 2]
+    if version == 1:
+        del tensors["normals"]
+    for key in ("near_voxel_size_m", "near_depth_m"):
+        del header[key], header["config"][key]
+    header.update(format_version=version, checksum_sha256=_checksum(tensors, version=version))
+    path.write_bytes(save(tensors, metadata={"mirage": json.dumps(header)}))
+    return path
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_reads_files_of_older_versions(tmp_path: Path, version: int) -> None:
+    """Files written before the near level (version 2) or before normals were stored (1) load
+    as one level, their keys repacked; version 1 with zero normals (never culled)."""
+    mem = make(near_voxel_size_m=0.0)
+    loaded = LatentSpatialMemory.from_file(
+        _legacy_file(mem, tmp_path / "old.safetensors", version), device="cpu"
+    )
+    assert loaded.num_voxels == mem.num_voxels and not loaded.config.has_near_level
+    assert torch.equal(loaded.keys, mem.keys[mem._live_slots()].sort().values)  # today's layout
+    if version == 1:
+        assert not bool(loaded.normals.any())
+        mem.normals.zero_()
     assert same(mem.render(K, VIEW, H, W), loaded.render(K, VIEW, H, W))
-    loaded.save(path)  # and it is written back in the current version, normals included
-    assert LatentSpatialMemory.from_file(path, device="cpu").num_voxels == mem.num_voxels
+    path = tmp_path / "again.safetensors"
+    loaded.save(path)  # and it is written back in the current version
+    again = LatentSpatialMemory.from_file(path, device="cpu")
+    assert same(again.render(K, VIEW, H, W), loaded.render(K, VIEW, H, W))
+    into = make()  # a memory with a near level takes the file's single level
+    into.load(path)
+    assert not into.config.has_near_level and into.num_voxels == mem.num_voxels
+
+
+def test_round_trip_keeps_both_levels(tmp_path: Path) -> None:
+    from mirage_ros.core.voxel_hash import key_levels
+
+    mem = make(voxel_size_m=0.1, near_voxel_size_m=0.05, near_depth_m=2.0)
+    levels = key_levels(mem.keys[mem._live_slots()])
+    assert bool((levels == 0).any()) and bool((levels == 1).any())
+    path = tmp_path / "m.safetensors"
+    mem.save(path)
+    other = make()  # default levels, replaced by the file's
+    other.load(path)
+    assert (other.config.near_voxel_size_m, other.config.near_depth_m) == (0.05, 2.0)
+    assert same(mem.render(K, VIEW, H, W), other.render(K, VIEW, H, W))
 
 
 def test_refuses_other_latent_size(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from core_scenes import intrinsics, look_at, raycast, surface_latents
 from mirage_ros.core.config import MemoryConfig
 from mirage_ros.core.memory import LatentSpatialMemory
 from mirage_ros.core.reference import ReferenceLatentMemory
-from mirage_ros.core.voxel_hash import unpack_keys
+from mirage_ros.core.voxel_hash import key_levels, unpack_keys
 
 # surfaces off the voxel grid: a wall exactly on a voxel boundary would make the float32 and
 # float64 paths pick different (equally right) voxels
@@ -40,11 +40,22 @@ def run_both(
     return fast, ref
 
 
-@pytest.fixture(params=[True, False], ids=["carving", "no-carving"])
+def key_tuples(keys: torch.Tensor) -> list[tuple[int, ...]]:
+    """The reference's (level, i, j, k) of fast keys."""
+    rows = torch.cat([key_levels(keys)[:, None], unpack_keys(keys)], dim=1)
+    return [tuple(k) for k in rows.tolist()]
+
+
+@pytest.fixture(
+    params=[(True, 0.0), (False, 0.0), (True, 0.05), (False, 0.05)],
+    ids=["carving", "no-carving", "carving-near-level", "no-carving-near-level"],
+)
 def pair(request: pytest.FixtureRequest) -> tuple[LatentSpatialMemory, ReferenceLatentMemory]:
+    carve, near = request.param
     cfg = MemoryConfig(
         device="cpu", latent_channels=3, latent_dtype="float32", voxel_size_m=0.1,
-        carve_free_space=request.param, max_weight=6.0, carve_decrement=3.0,
+        carve_free_space=carve, max_weight=6.0, carve_decrement=3.0,
+        near_voxel_size_m=near, near_depth_m=1.8,
     )  # fmt: skip
     return run_both(cfg, remove_box_after=5)
 
@@ -54,12 +65,12 @@ def test_same_voxels_with_same_fused_values(
 ) -> None:
     fast, ref = pair
     live = fast._live_slots()
-    fast_keys = {tuple(k) for k in unpack_keys(fast.keys[live]).tolist()}
+    fast_keys = set(key_tuples(fast.keys[live]))
     ref_keys = set(ref.voxels)
     assert len(fast_keys ^ ref_keys) <= 0.01 * len(ref_keys)
-    by_key = {
-        tuple(k): int(s) for k, s in zip(unpack_keys(fast.keys[live]).tolist(), live, strict=True)
-    }
+    if fast.config.has_near_level:  # both levels are exercised
+        assert {k[0] for k in ref_keys} == {0, 1}
+    by_key = {k: int(s) for k, s in zip(key_tuples(fast.keys[live]), live.tolist(), strict=True)}
     for key in fast_keys & ref_keys:
         s, v = by_key[key], ref.voxels[key]
         assert float(fast.weights[s]) == pytest.approx(v.weight, abs=1e-4)
@@ -132,7 +143,7 @@ def test_dense_fine_voxels_render_as_the_reference_does() -> None:
     fast = memory_from_tensors(cfg, "none", {"num_voxels": m}, tensors)
     ref = ReferenceLatentMemory(cfg)
     for i in range(m):
-        key = (int(ijk[i, 0]), int(ijk[i, 1]), int(ijk[i, 2]))
+        key = (0, int(ijk[i, 0]), int(ijk[i, 1]), int(ijk[i, 2]))
         ref.voxels[key] = _Voxel(
             lat[i].astype(np.float64), pos[i].astype(np.float64), nrm[i].astype(np.float64), 1.0, 0
         )
