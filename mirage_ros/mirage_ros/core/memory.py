@@ -412,20 +412,18 @@ class LatentSpatialMemory:
         assert pix is not None and point is not None and w is not None and offs is not None
         n_pix, C = lat_flat.shape
         count = torch.bincount(pix, minlength=n_pix)
-        multi = torch.nonzero(count[pix] > 1).squeeze(1)
-        if multi.numel() == 0:
+        blended = torch.nonzero(count > 1).squeeze(1)
+        if blended.numel() == 0:
             return
-        pix, point, w, offs = (t.index_select(0, multi) for t in (pix, point, w, offs))
         ws = w * float(1 << 32)  # float32 products are exact enough (latents are float16)
-        # latents | offset | 1: the weighted sums and the sum of the weights in one index_add_
+        # latents | offset | 1: the weighted sums and the sum of the weights in one index_add_,
+        # over every candidate (a pixel with one candidate gets a row too, which is not written:
+        # cheaper than picking the multi-candidate pixels' candidates out first)
         vals = torch.cat([self.latents[point].float(), offs, torch.ones_like(w)[:, None]], dim=1)
         lq = torch.round(vals * ws[:, None]).to(torch.int64)
-        # sums only over the blended pixels (a row each), not the whole image
-        blended = torch.nonzero(count > 1).squeeze(1)
-        row_of = torch.zeros(n_pix, dtype=torch.int64, device=self.device)
-        row_of[blended] = torch.arange(blended.numel(), device=self.device)
-        sums = torch.zeros(blended.numel(), C + 3, dtype=torch.int64, device=self.device)
-        sums.index_add_(0, row_of[pix], lq)
+        sums = torch.zeros(n_pix, C + 3, dtype=torch.int64, device=self.device)
+        sums.index_add_(0, pix, lq)
+        sums = sums.index_select(0, blended)
         mean = sums[:, :-1].double() / sums[:, -1:].clamp_min(1).double()
         lat_flat[blended] = mean[:, :C].to(torch.float32)
         off_flat[blended] = mean[:, C:].to(torch.float32)
