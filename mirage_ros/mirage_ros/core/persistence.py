@@ -286,9 +286,10 @@ def load_memory_into(
 ) -> None:
     """Replace ``memory``'s content by the file's; all-or-nothing.
 
-    Voxel sizes (both levels), latent dtype and codec id come from the file; the latent channel
-    count must match ``memory.config``; budget, device and the other settings stay those of
-    ``memory``.
+    Voxel size, latent dtype and codec id come from the file, and so does the near level when
+    the file has one (its level-1 keys mean voxels of its near size); a file of one level keeps
+    ``memory``'s near level for what is integrated next. The latent channel count must match
+    ``memory.config``; budget, device and the other settings stay those of ``memory``.
     """
     header, tensors = read_memory_file(path, max_file_bytes=_file_limit(memory.config))
     file_codec = str(header.get("codec_id", "none"))
@@ -304,12 +305,15 @@ def load_memory_into(
         )
     try:
         config = dataclasses.replace(
-            memory.config,
-            voxel_size_m=header["voxel_size_m"],
+            memory.config, voxel_size_m=header["voxel_size_m"], latent_dtype=header["latent_dtype"]
+        )
+        file_levels = dataclasses.replace(
+            config,
             near_voxel_size_m=header["near_voxel_size_m"],
             near_depth_m=header["near_depth_m"],
-            latent_dtype=header["latent_dtype"],
         )
+        if file_levels.has_near_level:  # its level-1 keys mean voxels of its near size
+            config = file_levels
     except ConfigError as exc:
         raise MemoryFileError(f"refusing memory file {path}: bad header values ({exc})") from exc
     fresh = memory_from_tensors(config, str(header.get("codec_id", "none")), header, tensors)

@@ -148,9 +148,10 @@ def test_reads_files_of_older_versions(tmp_path: Path, version: int) -> None:
     loaded.save(path)  # and it is written back in the current version
     again = LatentSpatialMemory.from_file(path, device="cpu")
     assert same(again.render(K, VIEW, H, W), loaded.render(K, VIEW, H, W))
-    into = make()  # a memory with a near level takes the file's single level
+    into = make()  # a memory with a near level keeps it: the file's keys are all level 0
     into.load(path)
-    assert not into.config.has_near_level and into.num_voxels == mem.num_voxels
+    assert into.config.has_near_level and into.num_voxels == mem.num_voxels
+    assert same(into.render(K, VIEW, H, W), loaded.render(K, VIEW, H, W))
 
 
 def test_round_trip_keeps_both_levels(tmp_path: Path) -> None:
@@ -165,6 +166,10 @@ def test_round_trip_keeps_both_levels(tmp_path: Path) -> None:
     other.load(path)
     assert (other.config.near_voxel_size_m, other.config.near_depth_m) == (0.05, 2.0)
     assert same(mem.render(K, VIEW, H, W), other.render(K, VIEW, H, W))
+    one_level = make(near_voxel_size_m=0.0)  # the file's level-1 keys need its near size
+    one_level.load(path)
+    assert one_level.config.near_voxel_size_m == 0.05
+    assert same(mem.render(K, VIEW, H, W), one_level.render(K, VIEW, H, W))
 
 
 def test_refuses_other_latent_size(tmp_path: Path) -> None:
