@@ -9,6 +9,7 @@ import torch
 from core_scenes import intrinsics, look_at, raycast, surface_latents
 from mirage_ros.core.config import MemoryConfig
 from mirage_ros.core.memory import LatentSpatialMemory, RenderResult
+from mirage_ros.core.voxel_hash import LEVEL_SHIFT
 
 pytestmark = [
     pytest.mark.gpu,
@@ -40,6 +41,8 @@ def views() -> torch.Tensor:
 def test_cuda_render_matches_cpu_within_tolerance() -> None:
     cpu, gpu = build("cpu"), build("cuda")
     assert abs(cpu.num_voxels - gpu.num_voxels) <= 0.01 * cpu.num_voxels
+    levels = gpu.keys[: gpu.n_used] >> LEVEL_SHIFT  # the default near level is exercised
+    assert bool((levels == 0).any()) and bool((levels == 1).any())
     rc, rg = cpu.render(K, views(), H, W), gpu.render(K, views(), H, W)
     same_cov = rc.coverage == rg.coverage.cpu()
     assert float(same_cov.float().mean()) >= 0.99
