@@ -228,7 +228,10 @@ def carve_mask(positions_m: Tensor, frame: Frame, config: MemoryConfig) -> Tenso
     fx, fy, cx, cy = frame.fx_fy_cx_cy  # the same float32 values as frame.K's
     u = fx * p[0] / zs + cx
     v = fy * p[1] / zs + cy
-    inside = front & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
+    # the depth test only for the voxels that project into the frame (the others are most of a
+    # large memory): the same per-voxel arithmetic, on the few
+    seen = torch.nonzero(front & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)).squeeze(1)
+    u, v, z = u[seen], v[seen], z[seen]
     # min over the 2x2 pixels around the sub-pixel projection (invalid = 0 = no evidence)
     d = frame.depth_m[None, None]
     if h > 1 and w > 1:
@@ -242,4 +245,7 @@ def carve_mask(positions_m: Tensor, frame: Frame, config: MemoryConfig) -> Tenso
         config.carve_margin_depth_ratio * d_obs,
         min=config.carve_margin_voxels * config.voxel_size_m,
     )
-    return inside & (d_obs > 0) & (d_obs > z + margin)
+    through = (d_obs > 0) & (d_obs > z + margin)
+    mask = torch.zeros(n, dtype=torch.bool, device=positions_m.device)
+    mask[seen] = through
+    return mask
