@@ -36,12 +36,19 @@ def push_pull_fill(z: Tensor, cov: Tensor) -> Tensor:
     return harmonic_fill(z, cov, 0)
 
 
+#: levels of the pyramid smaller than this (cells, either side) get no Jacobi sweeps: there the
+#: next finer level's sweeps span the whole grid anyway, and on CUDA each sweep is 3 kernel
+#: launches whatever the size (640x480: 4 of 11 levels, 120 of ~450 launches)
+_MIN_SWEEP_SIDE = 8
+
+
 def _pyramid(z: Tensor, cov: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-    sums, weights = [z * cov], [cov]
-    while min(sums[-1].shape[-2:]) > 1:
-        sums.append(F.avg_pool2d(sums[-1], 2, ceil_mode=True))
-        weights.append(F.avg_pool2d(weights[-1], 2, ceil_mode=True))
-    return sums, weights
+    # the sums and the weights are pooled together, one kernel a level (per channel: same values)
+    C = z.shape[1]
+    levels = [torch.cat([z * cov, cov], dim=1)]
+    while min(levels[-1].shape[-2:]) > 1:
+        levels.append(F.avg_pool2d(levels[-1], 2, ceil_mode=True))
+    return [x[:, :C] for x in levels], [x[:, C:] for x in levels]
 
 
 def _jacobi(x: Tensor, known: Tensor, sweeps: int, cross: Tensor | None = None) -> Tensor:
@@ -85,8 +92,9 @@ def harmonic_fill(z: Tensor, cov: Tensor, iterations: int = 10) -> Tensor:
 
     The push-pull pyramid, but on the way up every level first takes the coarser solution
     (bilinear) where it has no complete support, then runs ``iterations`` Jacobi sweeps of
-    Laplace's equation with its fully supported cells fixed. Covered cells are returned
-    unchanged; deterministic; ``iterations=0`` is :func:`push_pull_fill`.
+    Laplace's equation with its fully supported cells fixed (levels under ``_MIN_SWEEP_SIDE``
+    cells a side are push-pull only). Covered cells are returned unchanged; deterministic;
+    ``iterations=0`` is :func:`push_pull_fill`.
     """
     sums, weights = _pyramid(z, cov)
     filled = sums[-1] / weights[-1].clamp_min(1e-6)
@@ -97,7 +105,7 @@ def harmonic_fill(z: Tensor, cov: Tensor, iterations: int = 10) -> Tensor:
         mean = sums[lvl] / w.clamp_min(1e-6)
         a = w.clamp(0.0, 1.0)
         filled = torch.where(w > 0, a * mean + (1 - a) * up, up)
-        if iterations > 0:
+        if iterations > 0 and min(w.shape[-2:]) >= _MIN_SWEEP_SIDE:
             filled = _jacobi(filled, w >= 1.0 - 1e-6, iterations, cross)
     return torch.where(cov > 0, z, filled)
 
