@@ -269,7 +269,7 @@ def run_bench(
     stride: int = 4,
     channels: int = 16,
     voxel_size_m: float = 0.05,
-    near_voxel_size_m: float | None = None,
+    near_voxel_size_m: float = MemoryConfig.near_voxel_size_m,
     max_memory_mb: float = 256.0,
     ref_frames: int = 300,
     lap_frames: int = 500,
@@ -282,16 +282,15 @@ def run_bench(
     """Run the benchmark and return the JSON-compatible report.
 
     ``codec_weights``: the codec timed on our memory ("" = the shipped one, None = none).
-    ``near_voxel_size_m``: our memory's near level (None = the config's default, 0 = none).
+    ``near_voxel_size_m``: our memory's near level (0 = none).
     """
     device = resolve_device(device_name)
     if frames < 1 or ref_frames < 0 or lap_frames < 2 or render_views < 1:
         raise ConfigError("frames >= 1, ref_frames >= 0, lap_frames >= 2, render_views >= 1")
     stream = BenchStream(width, height, stride, channels, lap_frames, device, seed)
-    near = {} if near_voxel_size_m is None else {"near_voxel_size_m": near_voxel_size_m}
     cfg = MemoryConfig(
         voxel_size_m=voxel_size_m,
-        **near,
+        near_voxel_size_m=near_voxel_size_m,
         latent_channels=channels,
         max_memory_mb=max_memory_mb,
         device=str(device),
@@ -453,8 +452,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--near-voxel-size",
         type=float,
-        default=None,
-        help="voxel size (m) of the near level (default: the memory's default; 0 = none)",
+        default=MemoryConfig.near_voxel_size_m,
+        help="voxel size (m) of the near level (0 = none)",
     )
     parser.add_argument("--max-memory-mb", type=float, default=256.0, help="our memory budget")
     parser.add_argument(

@@ -355,8 +355,8 @@ class LatentSpatialMemory:
         # every used slot goes in; freed holes are masked out, not gathered away
         n = self.n_used
         # each voxel splats by the edge of its level
-        sizes = self.config.level_sizes_m()
-        size_m = sizes if self.config.has_near_level else self.config.voxel_size_m
+        cfg = self.config
+        size_m = cfg.level_sizes_m() if cfg.has_near_level else cfg.voxel_size_m
         hits = zbuffer_splat(
             self.positions[:n],
             self.keys[:n],

@@ -72,7 +72,7 @@ def evaluate(
     camera_rate_hz: float = 5.0,
     time_decode: bool = True,
     voxel_size_m: float = 0.05,
-    near_voxel_size_m: float | None = None,
+    near_voxel_size_m: float = MemoryConfig.near_voxel_size_m,
 ) -> dict[str, Any]:
     """Stream held-out scenes through memory + codec and collect the metrics (see module doc)."""
     codec = load_codec(weights, device="cpu")
@@ -105,7 +105,7 @@ def evaluate(
     for fs in sets:
         mem_cfg = MemoryConfig(
             latent_channels=codec.config.latent_channels, voxel_size_m=voxel_size_m, device="cpu",
-            **({} if near_voxel_size_m is None else {"near_voxel_size_m": near_voxel_size_m}),
+            near_voxel_size_m=near_voxel_size_m,
         )  # fmt: skip
         pred = Predictor(codec, LatentSpatialMemory(mem_cfg))
         for i in range(len(fs)):
@@ -184,7 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--voxel-size-m", type=float, default=0.05, help="the memory's voxel size")
     p.add_argument(
-        "--near-voxel-size-m", type=float, default=None, help="near level (default: the memory's)"
+        "--near-voxel-size-m",
+        type=float,
+        default=MemoryConfig.near_voxel_size_m,
+        help="the memory's near voxel size (0 = one level)",
     )
     p.add_argument("--out", type=Path)
     a = p.parse_args(argv)
